@@ -1,0 +1,21 @@
+//! `cvmforge completions <shell>`: prints a completion script generated from the clap definitions.
+
+use std::process::ExitCode;
+
+use clap_complete::Shell;
+
+/// Arguments of `cvmforge completions`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  cvmforge completions bash > ~/.local/share/bash-completion/completions/cvmforge\n  cvmforge completions zsh > ~/.zfunc/_cvmforge"
+)]
+pub struct Args {
+    /// The shell to generate completions for.
+    pub shell: Shell,
+}
+
+/// Writes the completion script to stdout.
+pub fn run(args: Args, command: &mut clap::Command) -> anyhow::Result<ExitCode> {
+    clap_complete::generate(args.shell, command, "cvmforge", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1 @@
+//! Intel TDX MRTD and RTMRs. See docs/specs/tdx-measurement.md.
