@@ -38,7 +38,9 @@ pub enum TableError {
         found: Guid,
     },
     /// The footer's size field claims more bytes than the file holds, or fewer than a trailer.
-    #[error("OVMF GUID table footer at offset {offset:#x} declares size {size}, but it must be between {min} and {max}")]
+    #[error(
+        "OVMF GUID table footer at offset {offset:#x} declares size {size}, but it must be between {min} and {max}"
+    )]
     BadTableSize {
         /// Offset of the size field.
         offset: usize,
@@ -80,7 +82,9 @@ pub enum TableError {
         name: &'static str,
     },
     /// An entry is present but its data has the wrong length.
-    #[error("OVMF GUID table entry {guid} ({name}) at offset {offset:#x} holds {len} bytes, expected at least {expected}")]
+    #[error(
+        "OVMF GUID table entry {guid} ({name}) at offset {offset:#x} holds {len} bytes, expected at least {expected}"
+    )]
     ShortEntry {
         /// The GUID.
         guid: Guid,
@@ -119,22 +123,13 @@ impl<'a> FirmwareTable<'a> {
     /// Parses the table of a whole firmware image.
     pub fn parse(firmware: &'a [u8]) -> Result<Self, TableError> {
         let needed = FOOTER_DISTANCE_FROM_END + ENTRY_TRAILER_LEN;
-        let footer_start = firmware
-            .len()
-            .checked_sub(needed)
-            .ok_or(TableError::TooSmall {
-                len: firmware.len(),
-                needed,
-            })?;
+        let footer_start =
+            firmware.len().checked_sub(needed).ok_or(TableError::TooSmall { len: firmware.len(), needed })?;
         let mut footer = Reader::at(firmware, "GUID table footer", footer_start as u64)?;
         let table_size = footer.u16_le("GUID table size")?;
         let found = Guid::from_wire_bytes(footer.array("GUID table footer GUID")?);
         if found != OVMF_TABLE_FOOTER {
-            return Err(TableError::NoFooter {
-                offset: footer_start + 2,
-                expected: OVMF_TABLE_FOOTER,
-                found,
-            });
+            return Err(TableError::NoFooter { offset: footer_start + 2, expected: OVMF_TABLE_FOOTER, found });
         }
         let body_len = usize::from(table_size)
             .checked_sub(ENTRY_TRAILER_LEN)
@@ -160,27 +155,14 @@ impl<'a> FirmwareTable<'a> {
             let max = end - start;
             let entry_len = usize::from(size);
             if entry_len < ENTRY_TRAILER_LEN || entry_len > max {
-                return Err(TableError::BadEntrySize {
-                    guid,
-                    offset: trailer_at,
-                    size,
-                    min: ENTRY_TRAILER_LEN,
-                    max,
-                });
+                return Err(TableError::BadEntrySize { guid, offset: trailer_at, size, min: ENTRY_TRAILER_LEN, max });
             }
             let data_at = end - entry_len;
-            entries.push(TableEntry {
-                guid,
-                offset: data_at,
-                data: &firmware[data_at..trailer_at],
-            });
+            entries.push(TableEntry { guid, offset: data_at, data: &firmware[data_at..trailer_at] });
             end = data_at;
         }
         if end > start {
-            return Err(TableError::StrayBytes {
-                offset: start,
-                count: end - start,
-            });
+            return Err(TableError::StrayBytes { offset: start, count: end - start });
         }
         Ok(FirmwareTable { entries })
     }
@@ -197,25 +179,19 @@ impl<'a> FirmwareTable<'a> {
 
     /// The entry with `guid`, or [`TableError::MissingEntry`].
     pub fn require(&self, guid: Guid, name: &'static str) -> Result<&TableEntry<'a>, TableError> {
-        self.find(guid)
-            .ok_or(TableError::MissingEntry { guid, name })
+        self.find(guid).ok_or(TableError::MissingEntry { guid, name })
     }
 
     /// The leading little-endian `u32` of the entry `guid`.
     pub fn u32_at(&self, guid: Guid, name: &'static str) -> Result<u32, TableError> {
         let entry = self.require(guid, name)?;
-        let bytes: [u8; 4] =
-            entry
-                .data
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .ok_or(TableError::ShortEntry {
-                    guid,
-                    name,
-                    offset: entry.offset,
-                    len: entry.data.len(),
-                    expected: 4,
-                })?;
+        let bytes: [u8; 4] = entry.data.get(..4).and_then(|b| b.try_into().ok()).ok_or(TableError::ShortEntry {
+            guid,
+            name,
+            offset: entry.offset,
+            len: entry.data.len(),
+            expected: 4,
+        })?;
         Ok(u32::from_le_bytes(bytes))
     }
 }
@@ -252,43 +228,26 @@ mod tests {
     fn reads_entries_backwards_from_the_footer() {
         let fw = firmware_with_table(
             64,
-            &[
-                (SEV_METADATA, 0x1234u32.to_le_bytes().to_vec()),
-                (SEV_ES_RESET_BLOCK, vec![4, 0, 0, 0, 9]),
-            ],
+            &[(SEV_METADATA, 0x1234u32.to_le_bytes().to_vec()), (SEV_ES_RESET_BLOCK, vec![4, 0, 0, 0, 9])],
         );
         let table = FirmwareTable::parse(&fw).unwrap();
         assert_eq!(table.entries().len(), 2);
         assert_eq!(table.entries()[0].guid, SEV_ES_RESET_BLOCK);
         assert_eq!(table.u32_at(SEV_METADATA, "metadata").unwrap(), 0x1234);
-        assert_eq!(
-            table.require(SEV_ES_RESET_BLOCK, "reset").unwrap().data,
-            &[4, 0, 0, 0, 9]
-        );
+        assert_eq!(table.require(SEV_ES_RESET_BLOCK, "reset").unwrap().data, &[4, 0, 0, 0, 9]);
         assert_eq!(table.entries()[1].offset, 64);
     }
 
     #[test]
     fn rejects_missing_footer() {
         let err = FirmwareTable::parse(&[0u8; 100]).unwrap_err();
-        assert!(
-            matches!(err, TableError::NoFooter { offset: 52, .. }),
-            "{err}"
-        );
-        assert!(err
-            .to_string()
-            .contains("96b582de-1fb2-45f7-baea-a366c55a082d"));
+        assert!(matches!(err, TableError::NoFooter { offset: 52, .. }), "{err}");
+        assert!(err.to_string().contains("96b582de-1fb2-45f7-baea-a366c55a082d"));
     }
 
     #[test]
     fn rejects_tiny_file() {
-        assert!(matches!(
-            FirmwareTable::parse(&[0u8; 10]),
-            Err(TableError::TooSmall {
-                len: 10,
-                needed: 50
-            })
-        ));
+        assert!(matches!(FirmwareTable::parse(&[0u8; 10]), Err(TableError::TooSmall { len: 10, needed: 50 })));
     }
 
     #[test]
@@ -296,10 +255,7 @@ mod tests {
         let mut fw = firmware_with_table(0, &[]);
         let at = fw.len() - 50;
         fw[at..at + 2].copy_from_slice(&0xffffu16.to_le_bytes());
-        assert!(matches!(
-            FirmwareTable::parse(&fw),
-            Err(TableError::BadTableSize { size: 0xffff, .. })
-        ));
+        assert!(matches!(FirmwareTable::parse(&fw), Err(TableError::BadTableSize { size: 0xffff, .. })));
     }
 
     #[test]
@@ -308,33 +264,18 @@ mod tests {
         let size_at = 8 + 4;
         fw[size_at..size_at + 2].copy_from_slice(&3u16.to_le_bytes());
         let err = FirmwareTable::parse(&fw).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TableError::BadEntrySize {
-                    size: 3,
-                    offset: 12,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, TableError::BadEntrySize { size: 3, offset: 12, .. }), "{err}");
     }
 
     #[test]
     fn reports_missing_and_short_entries() {
         let fw = firmware_with_table(0, &[(SEV_METADATA, vec![1, 2])]);
         let table = FirmwareTable::parse(&fw).unwrap();
-        let missing = table
-            .u32_at(SEV_ES_RESET_BLOCK, "SEV-ES reset block")
-            .unwrap_err();
+        let missing = table.u32_at(SEV_ES_RESET_BLOCK, "SEV-ES reset block").unwrap_err();
         assert_eq!(
             missing.to_string(),
             "the firmware's OVMF GUID table has no entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e (SEV-ES reset block)"
         );
-        assert!(matches!(
-            table.u32_at(SEV_METADATA, "m"),
-            Err(TableError::ShortEntry { len: 2, .. })
-        ));
+        assert!(matches!(table.u32_at(SEV_METADATA, "m"), Err(TableError::ShortEntry { len: 2, .. })));
     }
 }

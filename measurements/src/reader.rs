@@ -55,28 +55,17 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Starts reading at the beginning of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Reader {
-            bytes,
-            pos: 0,
-            base: 0,
-        }
+        Reader { bytes, pos: 0, base: 0 }
     }
 
     /// Starts reading `bytes` at absolute offset `offset` of the whole input (`bytes` must start at `0`).
     pub fn at(bytes: &'a [u8], what: &'static str, offset: u64) -> Result<Self, ReadError> {
-        let pos = usize::try_from(offset)
-            .ok()
-            .filter(|&p| p <= bytes.len())
-            .ok_or(ReadError::OutOfBounds {
-                what,
-                offset,
-                len: bytes.len(),
-            })?;
-        Ok(Reader {
-            bytes,
-            pos,
-            base: 0,
-        })
+        let pos = usize::try_from(offset).ok().filter(|&p| p <= bytes.len()).ok_or(ReadError::OutOfBounds {
+            what,
+            offset,
+            len: bytes.len(),
+        })?;
+        Ok(Reader { bytes, pos, base: 0 })
     }
 
     /// Absolute offset of the next byte to be read.
@@ -98,12 +87,7 @@ impl<'a> Reader<'a> {
     pub fn take(&mut self, what: &'static str, len: usize) -> Result<&'a [u8], ReadError> {
         let available = self.remaining();
         if len > available {
-            return Err(ReadError::Truncated {
-                what,
-                offset: self.offset(),
-                needed: len,
-                available,
-            });
+            return Err(ReadError::Truncated { what, offset: self.offset(), needed: len, available });
         }
         let start = self.pos;
         self.pos += len;
@@ -121,11 +105,7 @@ impl<'a> Reader<'a> {
     pub fn sub(&mut self, what: &'static str, len: usize) -> Result<Reader<'a>, ReadError> {
         let base = self.offset();
         let bytes = self.take(what, len)?;
-        Ok(Reader {
-            bytes,
-            pos: 0,
-            base,
-        })
+        Ok(Reader { bytes, pos: 0, base })
     }
 
     /// Skips `len` bytes.
@@ -157,11 +137,7 @@ impl<'a> Reader<'a> {
     pub fn finish(self, what: &'static str) -> Result<(), ReadError> {
         match self.remaining() {
             0 => Ok(()),
-            count => Err(ReadError::TrailingData {
-                what,
-                offset: self.offset(),
-                count,
-            }),
+            count => Err(ReadError::TrailingData { what, offset: self.offset(), count }),
         }
     }
 }
@@ -185,19 +161,8 @@ mod tests {
         let mut r = Reader::new(&[1, 2, 3]);
         r.skip("head", 1).unwrap();
         let err = r.u32_le("size").unwrap_err();
-        assert_eq!(
-            err,
-            ReadError::Truncated {
-                what: "size",
-                offset: 1,
-                needed: 4,
-                available: 2
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "truncated input: `size` needs 4 bytes at offset 0x1, but only 2 remain"
-        );
+        assert_eq!(err, ReadError::Truncated { what: "size", offset: 1, needed: 4, available: 2 });
+        assert_eq!(err.to_string(), "truncated input: `size` needs 4 bytes at offset 0x1, but only 2 remain");
     }
 
     #[test]
@@ -213,26 +178,12 @@ mod tests {
     #[test]
     fn rejects_trailing_data() {
         let r = Reader::new(&[0, 0]);
-        assert!(matches!(
-            r.finish("s"),
-            Err(ReadError::TrailingData {
-                count: 2,
-                offset: 0,
-                ..
-            })
-        ));
+        assert!(matches!(r.finish("s"), Err(ReadError::TrailingData { count: 2, offset: 0, .. })));
     }
 
     #[test]
     fn rejects_seek_past_end() {
-        assert!(matches!(
-            Reader::at(&[0u8; 4], "ptr", 5),
-            Err(ReadError::OutOfBounds {
-                offset: 5,
-                len: 4,
-                ..
-            })
-        ));
+        assert!(matches!(Reader::at(&[0u8; 4], "ptr", 5), Err(ReadError::OutOfBounds { offset: 5, len: 4, .. })));
         assert!(Reader::at(&[0u8; 4], "ptr", 4).is_ok());
     }
 }

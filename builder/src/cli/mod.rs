@@ -104,10 +104,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    let ui = Ui {
-        json: cli.json,
-        progress: !cli.json && std::io::stderr().is_terminal(),
-    };
+    let ui = Ui { json: cli.json, progress: !cli.json && std::io::stderr().is_terminal() };
     match dispatch(cli.command, &ui) {
         Ok(code) => code,
         Err(err) => {
@@ -138,10 +135,7 @@ fn dispatch(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
 /// Prints `error:`, each `caused by:`, and a `hint:` if one is attached; with `--json` also one JSON object on stdout.
 fn report_error(err: &anyhow::Error, ui: &Ui) {
     let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
-    let hint = err
-        .chain()
-        .find_map(|c| c.downcast_ref::<Hinted>())
-        .map(|h| h.hint.clone());
+    let hint = err.chain().find_map(|c| c.downcast_ref::<Hinted>()).map(|h| h.hint.clone());
     eprintln!("error: {err}");
     for cause in &causes {
         eprintln!("  caused by: {cause}");

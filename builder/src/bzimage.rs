@@ -1,0 +1,1 @@
+//! bzimage (to be written).

@@ -1,0 +1,1 @@
+//! elf (to be written).

@@ -1,0 +1,1 @@
+//! kconfig (to be written).

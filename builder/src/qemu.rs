@@ -1,0 +1,1 @@
+//! qemu (to be written).

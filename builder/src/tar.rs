@@ -1,0 +1,1 @@
+//! tar (to be written).

@@ -1,0 +1,1 @@
+//! SNP: gctx (to be written). See docs/specs/snp-launch-digest.md.

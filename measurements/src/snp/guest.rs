@@ -1,0 +1,1 @@
+//! SNP: guest (to be written). See docs/specs/snp-launch-digest.md.

@@ -1,0 +1,1 @@
+//! SNP: id_block (to be written). See docs/specs/snp-launch-digest.md.

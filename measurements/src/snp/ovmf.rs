@@ -1,0 +1,1 @@
+//! SNP: ovmf (to be written). See docs/specs/snp-launch-digest.md.

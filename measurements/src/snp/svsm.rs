@@ -1,0 +1,1 @@
+//! SNP: svsm (to be written). See docs/specs/snp-launch-digest.md.

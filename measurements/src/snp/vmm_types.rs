@@ -1,0 +1,1 @@
+//! SNP: vmm_types (to be written). See docs/specs/snp-launch-digest.md.

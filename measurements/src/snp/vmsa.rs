@@ -1,0 +1,1 @@
+//! SNP: vmsa (to be written). See docs/specs/snp-launch-digest.md.

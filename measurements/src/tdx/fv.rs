@@ -1,0 +1,1 @@
+//! TDX: fv (to be written). See docs/specs/tdx-measurement.md.

@@ -1,0 +1,1 @@
+//! TDX: load_options (to be written). See docs/specs/tdx-measurement.md.

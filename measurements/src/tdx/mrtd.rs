@@ -1,0 +1,1 @@
+//! TDX: mrtd (to be written). See docs/specs/tdx-measurement.md.

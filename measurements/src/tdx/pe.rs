@@ -1,0 +1,1 @@
+//! TDX: pe (to be written). See docs/specs/tdx-measurement.md.

@@ -1,0 +1,1 @@
+//! TDX: rtmr (to be written). See docs/specs/tdx-measurement.md.

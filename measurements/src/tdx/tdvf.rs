@@ -1,0 +1,1 @@
+//! TDX: tdvf (to be written). See docs/specs/tdx-measurement.md.
