@@ -891,4 +891,57 @@ mod tests {
         assert_eq!(IdBlock::parse(&bytes).unwrap_err(), IdBlockError::Version { found: 2 });
         assert!(matches!(IdBlock::parse(&bytes[..95]), Err(IdBlockError::Read(ReadError::Truncated { .. }))));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn arb_block() -> impl Strategy<Value = IdBlock> {
+            let bytes = || prop::collection::vec(any::<u8>(), 48);
+            (bytes(), any::<u128>(), any::<u128>(), any::<u32>(), any::<u64>()).prop_map(|(d, f, i, svn, policy)| {
+                IdBlock {
+                    launch_digest: LaunchDigest::from_slice(&d).unwrap(),
+                    family_id: f.to_le_bytes(),
+                    image_id: i.to_be_bytes(),
+                    guest_svn: svn,
+                    policy: GuestPolicy(policy),
+                }
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn id_block_round_trips(block in arb_block()) {
+                prop_assert_eq!(IdBlock::parse(&block.to_bytes()).unwrap(), block);
+            }
+
+            #[test]
+            fn id_auth_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..4200)) {
+                let _ = IdAuth::parse(&bytes);
+                let _ = IdBlock::parse(&bytes);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+
+            /// Every signed block verifies; flipping any one bit of the ID block or of the ID auth structure makes
+            /// parsing or verification fail (nothing in ID_AUTH is unauthenticated slack).
+            #[test]
+            fn any_bit_flip_is_detected(block in arb_block(), at in 0..ID_BLOCK_LEN + ID_AUTH_LEN, bit in 0..8u8) {
+                let (id, author) = keys();
+                let signed = sign_id_block(block, &id, Some(&author));
+                let mut id_block = signed.id_block_bytes().to_vec();
+                let mut id_auth = signed.id_auth_bytes();
+                IdAuth::parse(&id_auth).unwrap().verify(&id_block).unwrap();
+                match at.checked_sub(ID_BLOCK_LEN) {
+                    None => id_block[at] ^= 1 << bit,
+                    Some(i) => id_auth[i] ^= 1 << bit,
+                }
+                let outcome = IdAuth::parse(&id_auth).and_then(|auth| auth.verify(&id_block));
+                prop_assert!(outcome.is_err(), "flip of bit {} at {} went unnoticed", bit, at);
+            }
+        }
+    }
 }

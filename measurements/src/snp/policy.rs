@@ -398,4 +398,17 @@ mod tests {
         }
         assert!(text.lines().any(|l| l.contains("DEBUG") && l.contains("  1  ")), "{text}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_round_trips_and_validate_matches_the_masks(v in proptest::prelude::any::<u64>()) {
+            proptest::prop_assert_eq!(format!("{v:#x}").parse::<GuestPolicy>().unwrap(), GuestPolicy(v));
+            proptest::prop_assert_eq!(v.to_string().parse::<GuestPolicy>().unwrap(), GuestPolicy(v));
+            let valid = v & RESERVED_MUST_BE_ONE != 0 && v & RESERVED_MUST_BE_ZERO == 0;
+            proptest::prop_assert_eq!(GuestPolicy(v).validate().is_ok(), valid);
+            // The field table reassembles every defined bit.
+            let rebuilt = GuestPolicy(v).fields().fold(0u64, |acc, (f, x)| acc | x << f.lsb);
+            proptest::prop_assert_eq!(rebuilt, v & !RESERVED_MUST_BE_ZERO);
+        }
+    }
 }
