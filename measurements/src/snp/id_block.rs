@@ -2,10 +2,15 @@
 //! (QEMU: `-object sev-snp-guest,id-block=...,id-auth=...`) so that the guest's attestation reports carry the guest
 //! owner's identity (FAMILY_ID, IMAGE_ID, ID_KEY_DIGEST, AUTHOR_KEY_DIGEST).
 //!
-//! Spec: AMD SEV Secure Nested Paging Firmware ABI Specification (publication 56860), section 8.18 SNP_LAUNCH_FINISH
-//! (Table 74 "ID_BLOCK", Table 75 "ID_AUTH_INFO"), Appendix "Digital Signatures" (ECDSA signature, Table 141) and
-//! "Public Keys" (ECDSA public key, Table 143); summarised in `docs/specs/snp-launch-digest.md` ("ID block").
-//! The byte layout agrees with `sevsnpmeasure/id_block.py` of `sev-snp-measure` 0.0.13 (the reference).
+//! Spec: AMD SEV Secure Nested Paging Firmware ABI Specification (publication 56860), SNP_LAUNCH_FINISH (the
+//! ID_BLOCK and ID_AUTH_INFO structure tables) and the appendix on ECDSA signature and public key formats (table
+//! numbers differ between revisions, so they are not cited here); summarised in `docs/specs/snp-launch-digest.md`
+//! ("ID block"). The byte layout agrees with `sevsnpmeasure/id_block.py` of `sev-snp-measure` 0.0.13 (the reference),
+//! which the tests check byte for byte.
+//!
+//! The ABI spec describes ID_KEY_DIGEST only as the "SHA-384 digest of the ID public key"; which bytes are hashed is
+//! taken from the reference (`pub_to_digest`: SHA-384 over the whole 1028-byte public key structure, reserved zeros
+//! included), which Google's go-sev-guest (`abi.EcdsaPublicKeyToBytes`, same 0x404-byte structure) agrees with.
 //!
 //! # Determinism
 //!
@@ -55,26 +60,26 @@ use crate::snp::policy::GuestPolicy;
 pub const LAUNCH_DIGEST_LEN: usize = 48;
 /// Length of FAMILY_ID and of IMAGE_ID.
 pub const ID_LEN: usize = 16;
-/// Length of the ID block (Table 74).
+/// Length of the ID block.
 pub const ID_BLOCK_LEN: usize = 0x60;
-/// The only defined ID block VERSION (Table 74).
+/// The only defined ID block VERSION.
 pub const ID_BLOCK_VERSION: u32 = 1;
-/// Length of the ID authentication information structure (Table 75).
+/// Length of the ID authentication information structure.
 pub const ID_AUTH_LEN: usize = 0x1000;
-/// Length of an ECDSA public key structure (Table 143): CURVE, QX, QY, reserved.
+/// Length of an ECDSA public key structure: CURVE, QX, QY, reserved.
 pub const PUBLIC_KEY_LEN: usize = 0x404;
-/// Length of an ECDSA signature structure (Table 141): R, S, reserved.
+/// Length of an ECDSA signature structure: R, S, reserved.
 pub const SIGNATURE_LEN: usize = 0x200;
 /// Length of each of R, S, QX and QY: little-endian, zero-extended from 48 bytes.
 pub const COMPONENT_LEN: usize = 0x48;
 /// Bytes of a P-384 scalar or coordinate.
 const P384_LEN: usize = 48;
-/// ID_KEY_ALGO / AUTH_KEY_ALGO value for ECDSA P-384 with SHA-384 (Table 75).
+/// ID_KEY_ALGO / AUTH_KEY_ALGO value for ECDSA P-384 with SHA-384.
 pub const ALGO_ECDSA_P384_SHA384: u32 = 1;
-/// CURVE value for P-384 (Table 142).
+/// CURVE value for P-384.
 pub const CURVE_P384: u32 = 2;
 
-/// Offsets of the fields of the ID authentication information structure (Table 75).
+/// Offsets of the fields of the ID authentication information structure.
 pub mod offsets {
     /// u32 ID_KEY_ALGO.
     pub const ID_KEY_ALGO: usize = 0x000;
@@ -261,7 +266,7 @@ impl LaunchDigest {
     }
 }
 
-/// The ID block (Table 74): what the guest owner vouches for.
+/// The ID block: what the guest owner vouches for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdBlock {
     /// The expected launch digest; SNP_LAUNCH_FINISH fails unless the guest measures to exactly this.
@@ -406,7 +411,7 @@ fn secret_from_sec1(der: &[u8]) -> Result<SecretKey, KeyError> {
     SecretKey::from_sec1_der(der).map_err(|_| KeyError::InvalidScalar { format: FORMAT })
 }
 
-/// Converts a big-endian 48-byte value into the 72-byte little-endian zero-extended form of Tables 141 and 143.
+/// Converts a big-endian 48-byte value into the 72-byte little-endian zero-extended form of the ABI spec ECDSA signature and public key structures.
 fn to_component(big_endian: &[u8]) -> [u8; COMPONENT_LEN] {
     let mut out = [0u8; COMPONENT_LEN];
     for (o, b) in out.iter_mut().zip(big_endian.iter().rev()) {
@@ -433,7 +438,7 @@ fn require_zero(r: &mut Reader<'_>, field: &'static str, len: usize) -> Result<(
     }
 }
 
-/// An ECDSA P-384 public key in the SEV-SNP public key structure (Table 143).
+/// An ECDSA P-384 public key in the SEV-SNP public key structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnpPublicKey(VerifyingKey);
 
@@ -480,7 +485,7 @@ impl SnpPublicKey {
     }
 }
 
-/// An ECDSA P-384 signature in the SEV-SNP signature structure (Table 141).
+/// An ECDSA P-384 signature in the SEV-SNP signature structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnpSignature(Signature);
 
@@ -511,7 +516,7 @@ pub struct AuthorAuth {
     pub author_key: SnpPublicKey,
 }
 
-/// The ID authentication information structure (Table 75).
+/// The ID authentication information structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdAuth {
     /// ID_BLOCK_SIG: the ID key's signature over the 96-byte ID block.
@@ -716,7 +721,7 @@ mod tests {
 
     #[test]
     fn id_auth_layout_matches_the_abi_table() {
-        // Table 75: each field ends where the next reserved area begins.
+        // ID_AUTH_INFO table: each field ends where the next reserved area begins.
         assert_eq!(offsets::ID_BLOCK_SIG + SIGNATURE_LEN, offsets::ID_KEY);
         assert_eq!(offsets::ID_KEY + PUBLIC_KEY_LEN, 0x644);
         assert_eq!(offsets::ID_KEY_SIG + SIGNATURE_LEN, offsets::AUTHOR_KEY);

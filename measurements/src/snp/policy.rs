@@ -1,10 +1,10 @@
 //! The SEV-SNP guest policy: the 64-bit value that the guest owner binds into the ID block and that every attestation
 //! report repeats at offset 0x08.
 //!
-//! Spec: AMD SEV Secure Nested Paging Firmware ABI Specification (publication 56860), section 4.3 "Guest Policy",
-//! Table 9 (revision 1.55 onwards, bits 21..=25 added in 1.55–1.58); summarised in `docs/specs/snp-launch-digest.md`
-//! ("ID block") and `docs/specs/attestation-layouts.md`. Bit numbers cross-checked against Linux
-//! `include/linux/psp-sev.h` (`SNP_POLICY_MASK_*`).
+//! Spec: AMD SEV Secure Nested Paging Firmware ABI Specification (publication 56860), section "Guest Policy" (bits
+//! 21..=25 were added in later revisions; PAGE_SWAP_DISABLE needs firmware ABI 1.58); summarised in
+//! `docs/specs/snp-launch-digest.md` ("ID block") and `docs/specs/attestation-layouts.md`. Bit numbers cross-checked
+//! against Linux `include/linux/psp-sev.h` (`SNP_POLICY_MASK_*`) and the virtee `sev` crate's `GuestPolicy`.
 //!
 //! | bits   | field               | meaning when set                                                      |
 //! |--------|---------------------|-----------------------------------------------------------------------|
@@ -27,10 +27,10 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-/// Bit 17 of the policy is reserved and must be one (ABI spec Table 9).
+/// Bit 17 of the policy is reserved and must be one (ABI spec, Guest Policy).
 pub const RESERVED_MUST_BE_ONE: u64 = 1 << 17;
 
-/// Bits 63:26 of the policy are reserved and must be zero (ABI spec Table 9).
+/// Bits 63:26 of the policy are reserved and must be zero (ABI spec, Guest Policy).
 pub const RESERVED_MUST_BE_ZERO: u64 = !((1 << 26) - 1);
 
 /// One named field of the guest policy, as a bit range.
@@ -58,7 +58,7 @@ impl PolicyField {
     }
 }
 
-/// Every defined field of the guest policy, in bit order (ABI spec Table 9). Accessors, validation and the
+/// Every defined field of the guest policy, in bit order (ABI spec, Guest Policy). Accessors, validation and the
 /// [`fmt::Display`] table all derive from this one array.
 pub const POLICY_FIELDS: [PolicyField; 12] = [
     PolicyField { name: "ABI_MINOR", lsb: 0, width: 8, meaning: "minimum firmware ABI minor version" },
@@ -96,7 +96,7 @@ pub enum PolicyError {
         /// The string as given.
         input: String,
     },
-    /// Bit 17 is clear; the firmware rejects such a policy (ABI spec Table 9: reserved, must be one).
+    /// Bit 17 is clear; the firmware rejects such a policy (ABI spec, Guest Policy: reserved, must be one).
     #[error(
         "guest policy {policy:#x} has bit 17 clear; the ABI reserves it and requires it to be one (try {fixed:#x})"
     )]
@@ -146,7 +146,7 @@ impl fmt::Display for PolicyWarning {
     }
 }
 
-/// The 64-bit SEV-SNP guest policy (ABI spec section 4.3, Table 9). Any `u64` can be held (so that a policy read from
+/// The 64-bit SEV-SNP guest policy (ABI spec, Guest Policy). Any `u64` can be held (so that a policy read from
 /// a report survives unchanged); [`GuestPolicy::validate`] says whether the firmware would accept it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GuestPolicy(pub u64);
