@@ -2,3 +2,4 @@
 //! stderr and the exit code.
 
 mod id_block;
+mod run;
