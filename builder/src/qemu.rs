@@ -19,6 +19,7 @@
 pub mod units;
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -64,6 +65,23 @@ impl QemuFragment {
         argv.extend(self.args.iter().cloned());
         shell_line(&argv)
     }
+}
+
+/// The manifest fields that record a shape's QEMU launch, read back by `cvmforge run --print-command`:
+/// `qemu_args` (argv after [`QEMU_BINARY`]) and `qemu_notes` for a fragment, `qemu_unavailable` (the reason) for a
+/// shape without one. Merge them into the shape's JSON object.
+pub fn manifest_fields(fragment: &Result<QemuFragment, FragmentError>) -> BTreeMap<String, serde_json::Value> {
+    let mut fields = BTreeMap::new();
+    match fragment {
+        Ok(f) => {
+            fields.insert("qemu_args".to_owned(), serde_json::Value::from(f.args.clone()));
+            fields.insert("qemu_notes".to_owned(), serde_json::Value::from(f.notes.clone()));
+        }
+        Err(e) => {
+            fields.insert("qemu_unavailable".to_owned(), serde_json::Value::from(e.to_string()));
+        }
+    }
+    fields
 }
 
 /// The VMM that launches an SEV-SNP guest; only QEMU launches can be written as a QEMU command line.
@@ -574,6 +592,21 @@ mod tests {
             ])
         );
         assert!(fragment.notes.is_empty());
+    }
+
+    #[test]
+    fn manifest_fields_of_a_fragment_and_of_a_cloud_shape() {
+        let fragment = tdx_fragment(&TdxLaunchShape { vcpus: 1, memory_bytes: 1 << 30 }, "x");
+        let fields = manifest_fields(&fragment);
+        assert_eq!(fields.keys().collect::<Vec<_>>(), ["qemu_args", "qemu_notes"]);
+        assert_eq!(fields["qemu_args"][5], "tdx-guest,id=tdx0");
+        assert_eq!(fields["qemu_notes"], serde_json::json!([]));
+        let cloud = snp_fragment(&SnpLaunchShape { vmm: SnpVmm::Gce, ..snp_shape() }, "x");
+        let fields = manifest_fields(&cloud);
+        assert_eq!(
+            serde_json::to_value(&fields).unwrap(),
+            serde_json::json!({"qemu_unavailable": "shape is launched by `gce`, whose instance configuration (not a QEMU command line) fixes the launch"})
+        );
     }
 
     #[test]

@@ -594,14 +594,32 @@ fn finish(outcome: Outcome, accel: Accel, timeout: Duration, ui: &Ui) -> anyhow:
         .into()),
         Outcome::TimedOut => Err(Hinted {
             message: format!("timed out after {}s; QEMU was stopped", timeout.as_secs()),
-            hint: "raise `--timeout`, or check that the image powers off when its payload exits".into(),
+            hint: format!(
+                "raise `--timeout`, or check that the image powers off when its payload exits{}",
+                kvm_hint(accel)
+            ),
         }
         .into()),
         Outcome::QemuFailed { status, stderr_tail } => {
             let last = stderr_tail.last().map(|l| format!(": {l}")).unwrap_or_default();
-            bail!("QEMU failed ({status}){last}")
+            let message = format!("QEMU failed ({status}){last}");
+            match accel {
+                Accel::Kvm => Err(Hinted { message, hint: KVM_BROKEN_HINT.into() }.into()),
+                Accel::Tcg => bail!(message),
+            }
         }
         Outcome::Interrupted => bail!("interrupted; QEMU was stopped"),
+    }
+}
+
+/// Some hosts (nested virtualization) have a `/dev/kvm` that opens but cannot run this guest: QEMU aborts on an MSR,
+/// or the guest never prints.
+const KVM_BROKEN_HINT: &str = "KVM was used; if this host's KVM cannot run the guest, retry with `--accel tcg`";
+
+fn kvm_hint(accel: Accel) -> String {
+    match accel {
+        Accel::Kvm => format!("; {KVM_BROKEN_HINT}"),
+        Accel::Tcg => String::new(),
     }
 }
 
@@ -708,7 +726,7 @@ mod bundle {
     }
 
     /// An octal number: optional leading spaces, digits, then NULs or spaces to the end of the field.
-    fn octal(field: &[u8]) -> anyhow::Result<u64> {
+    pub(super) fn octal(field: &[u8]) -> anyhow::Result<u64> {
         let start = field.iter().position(|&b| b != b' ').unwrap_or(field.len());
         let rest = field.get(start..).unwrap_or_default();
         let end = rest.iter().position(|&b| b == 0 || b == b' ').unwrap_or(rest.len());
@@ -721,5 +739,50 @@ mod bundle {
             .iter()
             .try_fold(0u64, |acc, &d| acc.checked_mul(8)?.checked_add(u64::from(d - b'0')))
             .context("overflows")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_console_lines_are_split() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nend");
+        let mut reader = BufReader::new(&input[..]);
+        let mut line = Vec::new();
+        assert!(read_line_bounded(&mut reader, &mut line).unwrap());
+        assert_eq!(line.len(), MAX_LINE);
+        assert!(read_line_bounded(&mut reader, &mut line).unwrap());
+        assert_eq!(line, [&[b'x'; 10][..], b"\n"].concat());
+        assert!(read_line_bounded(&mut reader, &mut line).unwrap());
+        assert_eq!(line, b"end");
+        assert!(!read_line_bounded(&mut reader, &mut line).unwrap());
+    }
+
+    #[test]
+    fn shape_commands_read_every_recorded_form() {
+        let manifest = serde_json::json!({"measurements": {
+            "snp": [{"qemu_command": ["qemu-system-x86_64", "-append", "a b"]}, {"qemu_args": ["-smp", 1]}],
+            "tdx": "not an array"
+        }});
+        let shapes = shape_commands(&manifest);
+        assert_eq!(shapes.len(), 2);
+        assert_eq!(shapes[0].command_line.as_deref(), Some("qemu-system-x86_64 -append 'a b'"));
+        // A non-string argument makes the record unusable rather than silently dropped.
+        assert_eq!(shapes[1].command_line, None);
+        assert!(shape_commands(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn rejects_malformed_octal_fields() {
+        use super::bundle::octal;
+        assert_eq!(octal(b"0000644\0").unwrap(), 0o644);
+        assert_eq!(octal(b"  12 \0\0").unwrap(), 0o12);
+        for bad in [&b"\0\0\0\0"[..], b"0008\0", b"1 2\0", b"-1\0", b"\x80\0\0\0\0\0\0\0\0\0\0\0"] {
+            assert!(octal(bad).is_err(), "{bad:?}");
+        }
+        assert!(octal(b"7777777777777777777777777").is_err());
     }
 }
