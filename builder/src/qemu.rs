@@ -133,7 +133,12 @@ pub struct SnpLaunchShape {
     pub policy: Option<u64>,
     /// The ID block and ID auth, when the image is launched with one.
     pub id: Option<SnpIdArgs>,
+    /// SEV_FEATURES of every VMSA as measured (the recipe's `guest_features`, normally 0x1, "SNP active").
+    pub guest_features: u64,
 }
+
+/// SEV_FEATURES that QEMU (with KVM_SEV_INIT2, QEMU ≥ 9.1) gives an SNP guest unless told otherwise: SNP active.
+pub const DEFAULT_GUEST_FEATURES: u64 = 0x1;
 
 /// One measured TDX VM shape, as far as the QEMU command line is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +254,16 @@ pub fn snp_fragment(shape: &SnpLaunchShape, cmdline: &str) -> Result<QemuFragmen
              stepping give that signature, or the guest's VMSAs will not match the measurement"
                 .to_owned(),
         ),
+    }
+    if shape.guest_features != DEFAULT_GUEST_FEATURES {
+        // The VMSA's SEV_FEATURES are measured (snp-launch-digest.md, "What users trip on"). Which QEMU property or
+        // host setting yields which bit depends on the QEMU and KVM versions, so this is said, not guessed.
+        notes.push(format!(
+            "the measured guest features (SEV_FEATURES) are {:#x}, not QEMU's default {DEFAULT_GUEST_FEATURES:#x}: \
+             the host must give the guest exactly these (e.g. bit 5, DebugSwap, is `debug-swap=on` on QEMU 10.2 \
+             and later), or the VMSAs will not match the measurement",
+            shape.guest_features
+        ));
     }
     args.extend(["-smp".into(), shape.vcpus.to_string(), "-m".into(), memory]);
     // The firmware must be loaded with -bios: a pflash firmware is not measured the same way.
@@ -443,6 +458,7 @@ mod tests {
             memory_bytes: 4 << 30,
             policy: None,
             id: None,
+            guest_features: DEFAULT_GUEST_FEATURES,
         }
     }
 
@@ -524,6 +540,18 @@ mod tests {
         assert!(!fragment.args.iter().any(|a| a == "-cpu"));
         assert_eq!(fragment.notes.len(), 1);
         assert!(fragment.notes[0].contains("CPUID signature"), "{}", fragment.notes[0]);
+    }
+
+    #[test]
+    fn snp_fragment_with_other_guest_features_says_so() {
+        let fragment = snp_fragment(&SnpLaunchShape { guest_features: 0x21, ..snp_shape() }, CMDLINE).unwrap();
+        assert_eq!(fragment.args, snp_fragment(&snp_shape(), CMDLINE).unwrap().args);
+        assert_eq!(fragment.notes.len(), 1);
+        assert!(
+            fragment.notes[0].starts_with("the measured guest features (SEV_FEATURES) are 0x21, not"),
+            "{:?}",
+            fragment.notes
+        );
     }
 
     #[test]
