@@ -1,0 +1,3 @@
+//! Integration tests of the cvmforge library and binary.
+
+mod seal;
