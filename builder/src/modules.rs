@@ -25,7 +25,7 @@
 //!     keep_compressed: false,
 //! })?;
 //! for m in &set.modules {
-//!     println!("{} -> {} sha256:{}", m.entry.source, m.entry.dest, m.entry.sha256);
+//!     println!("{} -> {} sha256:{}", m.entry.source_path.display(), m.entry.dest, m.entry.sha256);
 //! }
 //! # Ok(()) }
 //! ```
@@ -165,8 +165,12 @@ pub struct ModuleRequest<'a> {
 pub struct ModuleEntry {
     /// Module name (with `_`).
     pub name: String,
-    /// Source file.
+    /// Source file, relative to the module directory (so that manifests do not depend on where the kernel package
+    /// was extracted).
     pub source: String,
+    /// Source file on this machine (not serialized).
+    #[serde(skip)]
+    pub source_path: PathBuf,
     /// Destination path in the initrd: `/lib/modules/<release>/<relative path>`, minus the compression suffix when
     /// decompressed.
     pub dest: String,
@@ -295,15 +299,25 @@ fn parse_modules_dep(text: &str, path: &Path) -> Result<DepIndex, ModuleError> {
         }
         let bad = || ModuleError::BadDepLine { path: path.to_path_buf(), line: index + 1 };
         let (module, rest) = line.split_once(':').ok_or_else(bad)?;
-        let (name, _) = module_file_name(module.trim()).ok_or_else(bad)?;
+        let module = module.trim();
+        // Paths are relative to the module directory; anything else would read outside the tree.
+        if !is_inside(module) {
+            return Err(bad());
+        }
+        let (name, _) = module_file_name(module).ok_or_else(bad)?;
         let needs = rest
             .split_whitespace()
             .map(|d| module_file_name(d).map(|(n, _)| n).ok_or_else(bad))
             .collect::<Result<Vec<_>, _>>()?;
-        files.insert(name.clone(), module.trim().to_string());
+        files.insert(name.clone(), module.to_string());
         deps.insert(name, needs);
     }
     Ok((files, deps))
+}
+
+/// True for a relative path without `..` components.
+fn is_inside(rel: &str) -> bool {
+    !rel.starts_with('/') && rel.split('/').all(|c| c != ".." && !c.is_empty())
 }
 
 /// Indexes every module file under `root` (sorted, symlinks not followed).
@@ -474,7 +488,8 @@ fn stage(m: &Loaded, name: &str, req: &ModuleRequest<'_>, root: &Path) -> Result
     let bytes = if keep { m.raw.clone() } else { m.elf.clone() };
     let entry = ModuleEntry {
         name: name.to_string(),
-        source: root.join(&m.rel_path).display().to_string(),
+        source: m.rel_path.clone(),
+        source_path: root.join(&m.rel_path),
         dest: format!("/lib/modules/{}/{rel}", req.kernel_release),
         sha256: hex::encode(Sha256::digest(&bytes)),
         compressed: keep,

@@ -242,6 +242,27 @@ mod tests {
         assert!(judge(&p("debug", None)).is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_plain_tokens_round_trip(words in proptest::collection::vec("[a-z_.]{1,8}(=[a-z0-9,]{0,6})?", 0..8)) {
+            let parsed = parse(&words.join(" \t "));
+            let rebuilt: Vec<String> = parsed.params.iter().map(|p| match &p.value {
+                Some(v) => format!("{}={v}", p.name),
+                None => p.name.clone(),
+            }).collect();
+            proptest::prop_assert_eq!(rebuilt, words);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_text(text in ".{0,80}") {
+            let parsed = parse(&text);
+            for p in &parsed.params {
+                let _ = judge(p);
+            }
+            let _ = panic_problem(&parsed.params);
+        }
+    }
+
     #[test]
     fn requires_panic_to_reboot() {
         assert!(panic_problem(&parse("panic=-1").params).is_none());

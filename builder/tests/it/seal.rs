@@ -190,11 +190,35 @@ fn rejects_corrupt_ko_xz() {
 }
 
 #[test]
+fn rejects_modules_dep_paths_outside_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    tree(dir.path());
+    put(dir.path(), "modules.dep", b"kernel/net/core/failover.ko.zst:\n../../etc/evil.ko:\n");
+    let err = collect(&request(dir.path(), &names(&["failover"]), false)).unwrap_err();
+    assert!(err.to_string().ends_with("modules.dep` line 2: expected `kernel/…/name.ko: dependency.ko …`"), "{err}");
+}
+
+#[test]
 fn rejects_module_without_modinfo() {
     let dir = tempfile::tempdir().unwrap();
     put(dir.path(), "kernel/x.ko", &cvmforge::elf::testing::build(1, &[], &[(".text", b"\x90")]));
     let err = collect(&request(dir.path(), &names(&["x"]), false)).unwrap_err();
     assert!(err.to_string().ends_with("x.ko` has no .modinfo section"), "{err}");
+}
+
+#[test]
+fn real_binaries_match_their_signatures() {
+    let Some(root) = std::env::var_os("CVMFORGE_TEST_SIGNATURE_ROOT").map(PathBuf::from) else {
+        eprintln!("skipped: set CVMFORGE_TEST_SIGNATURE_ROOT to a directory with extracted busybox-static, dropbear-bin and zsh packages");
+        return;
+    };
+    let expected = [("bin/busybox", "busybox"), ("usr/sbin/dropbear", "dropbear"), ("bin/zsh", "zsh")];
+    for (rel, item) in expected {
+        let file = std::fs::File::open(root.join(rel)).unwrap();
+        let found = cvmforge::elf::scan_content(file, cvmforge::elf::SIGNATURES).unwrap().unwrap();
+        let items: Vec<&str> = found.iter().map(|m| m.item).collect();
+        assert_eq!(items, vec![item], "{rel}");
+    }
 }
 
 fn real_kernel_dir() -> Option<PathBuf> {
@@ -247,7 +271,8 @@ fn real_debian_kernel_modules_resolve() {
     assert!(pos("failover") < pos("net_failover") && pos("net_failover") < pos("virtio_net"));
     assert!(got.contains(&"sev_guest") && got.contains(&"dm_verity"));
     for m in &set.modules {
-        let on_disk = std::fs::read(&m.entry.source).unwrap();
+        assert!(m.entry.source.starts_with("kernel/"), "{}", m.entry.source);
+        let on_disk = std::fs::read(&m.entry.source_path).unwrap();
         assert_eq!(m.entry.sha256, sha(&on_disk), "uncompressed Debian modules are copied verbatim");
     }
     let err = collect(&ModuleRequest {
