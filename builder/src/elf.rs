@@ -542,10 +542,31 @@ pub struct ContentMatch {
 /// Size of each read while scanning content.
 const SCAN_CHUNK: usize = 256 * 1024;
 
+/// What a scanned file is, judged from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// Starts with `\x7fELF`: scanned for content signatures.
+    Elf,
+    /// Starts with `#!`: an interpreted program.
+    Script,
+    /// Anything else: data, configuration, model weights.
+    Data,
+}
+
+/// The outcome of [`scan_content`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentScan {
+    /// What the file is.
+    pub kind: FileKind,
+    /// Signatures found (only ELF files are scanned).
+    pub matches: BTreeSet<ContentMatch>,
+}
+
 /// Scans a file for the content signatures of `table`, reading it in chunks (bounded memory, any file size).
 ///
-/// Returns `None` when the file is not ELF (scripts and data are matched by name only), else the signatures found.
-pub fn scan_content(mut reader: impl Read, table: &[Signature]) -> io::Result<Option<BTreeSet<ContentMatch>>> {
+/// Only ELF files are searched; for scripts and data the reader is not read past the first chunk.
+pub fn scan_content(mut reader: impl Read, table: &[Signature]) -> io::Result<ContentScan> {
     let needles: Vec<(memchr::memmem::Finder<'static>, ContentMatch)> = table
         .iter()
         .flat_map(|s| s.content.iter().map(move |(bytes, description)| (s.item, *bytes, *description)))
@@ -555,24 +576,30 @@ pub fn scan_content(mut reader: impl Read, table: &[Signature]) -> io::Result<Op
     let overlap = needles.iter().map(|(f, _)| f.needle().len()).max().unwrap_or(1).saturating_sub(1);
     let mut window = Vec::with_capacity(SCAN_CHUNK + overlap);
     let mut chunk = vec![0u8; SCAN_CHUNK];
-    let mut found = BTreeSet::new();
+    let mut matches = BTreeSet::new();
     let mut first = true;
     loop {
         let n = fill(&mut reader, &mut chunk)?;
+        let data = chunk.get(..n).unwrap_or_default();
         if first {
-            if chunk.get(..4) != Some(&ELF_MAGIC[..]) || n < 4 {
-                return Ok(None);
+            let kind = match data {
+                d if d.starts_with(&ELF_MAGIC) => FileKind::Elf,
+                d if d.starts_with(b"#!") => FileKind::Script,
+                _ => FileKind::Data,
+            };
+            if kind != FileKind::Elf {
+                return Ok(ContentScan { kind, matches });
             }
             first = false;
         }
-        window.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        window.extend_from_slice(data);
         for (finder, m) in &needles {
             if finder.find(&window).is_some() {
-                found.insert(m.clone());
+                matches.insert(m.clone());
             }
         }
         if n < chunk.len() {
-            return Ok(Some(found));
+            return Ok(ContentScan { kind: FileKind::Elf, matches });
         }
         let keep = window.len().saturating_sub(overlap);
         window.drain(..keep);
@@ -796,10 +823,14 @@ mod tests {
         let mut file = executable(None);
         file.resize(SCAN_CHUNK - 4, 0);
         file.extend_from_slice(b"GNU bash, version 5.2");
-        let found = scan_content(&file[..], SIGNATURES).unwrap().unwrap();
-        assert_eq!(found.into_iter().map(|m| m.item).collect::<Vec<_>>(), vec!["bash"]);
-        assert_eq!(scan_content(&b"#!/bin/sh\nGNU bash, version "[..], SIGNATURES).unwrap(), None);
-        assert!(scan_content(&executable(None)[..], SIGNATURES).unwrap().unwrap().is_empty());
+        let found = scan_content(&file[..], SIGNATURES).unwrap();
+        assert_eq!(found.kind, FileKind::Elf);
+        assert_eq!(found.matches.into_iter().map(|m| m.item).collect::<Vec<_>>(), vec!["bash"]);
+        let script = scan_content(&b"#!/bin/sh\nGNU bash, version "[..], SIGNATURES).unwrap();
+        assert_eq!(script, ContentScan { kind: FileKind::Script, matches: BTreeSet::new() });
+        assert_eq!(scan_content(&b"GNU bash, version "[..], SIGNATURES).unwrap().kind, FileKind::Data);
+        assert_eq!(scan_content(&b""[..], SIGNATURES).unwrap().kind, FileKind::Data);
+        assert!(scan_content(&executable(None)[..], SIGNATURES).unwrap().matches.is_empty());
     }
 
     #[test]
@@ -813,7 +844,7 @@ mod tests {
         ];
         for (path, item) in host {
             let Ok(f) = std::fs::File::open(path) else { continue };
-            let found = scan_content(f, SIGNATURES).unwrap().unwrap();
+            let found = scan_content(f, SIGNATURES).unwrap().matches;
             assert!(found.iter().any(|m| m.item == item), "{path}: {found:?}");
         }
     }

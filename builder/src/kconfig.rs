@@ -260,7 +260,15 @@ mod tests {
             e.finish().unwrap()
         };
         let zst = zstd::encode_all(&vmlinux[..], 3).unwrap();
-        for payload in [gzip(&vmlinux), xz, zst] {
+        let lzma = {
+            let options = liblzma::stream::LzmaOptions::new_preset(6).unwrap();
+            let stream = liblzma::stream::Stream::new_lzma_encoder(&options).unwrap();
+            let mut e = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+            e.write_all(&vmlinux).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(&lzma[..3], b"\x5d\x00\x00", "legacy .lzma header (lc=3 lp=0 pb=2)");
+        for payload in [gzip(&vmlinux), xz, zst, lzma] {
             let config = KernelConfig::from_bzimage(&bzimage("6.1.0-test (x@y) #1", &payload)).unwrap();
             assert_eq!(config, KernelConfig::parse(SAMPLE).unwrap());
         }
@@ -291,6 +299,9 @@ mod tests {
     fn reads_kernel_release_from_setup_header() {
         let image = bzimage("6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP", b"");
         assert_eq!(setup::kernel_release(&image).unwrap(), "6.1.0-56-amd64");
+        let mut no_pointer = image.clone();
+        no_pointer[0x20e..0x210].copy_from_slice(&[0, 0]);
+        assert!(matches!(setup::kernel_release(&no_pointer), Err(SetupError::BadVersionString { .. })));
         for len in 0..image.len() {
             let _ = setup::kernel_release(&image[..len]);
             let _ = KernelConfig::from_bzimage(&image[..len]);

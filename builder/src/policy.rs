@@ -20,7 +20,8 @@
 //!     InitrdEntry { dest: "/init".into(), kind: EntryKind::File },
 //!     InitrdEntry { dest: "/bin/busybox".into(), kind: EntryKind::File },
 //! ];
-//! checker.check_initrd(&entries, |_entry| Ok(Box::new(&b"#!not elf"[..])))?;
+//! // Content is read through the closure (here: every file is a script).
+//! checker.check_initrd(&entries, |_entry| Ok(Box::new(&b"#!/init\n"[..])))?;
 //! checker.check_cmdline("console=ttyS0 panic=-1 lockdown=confidentiality", None);
 //! let report = checker.finish();
 //! assert_eq!(report.verdict, Verdict::SealedWithWaivers);
@@ -303,6 +304,7 @@ pub struct Checker {
     waivers: BTreeMap<String, String>,
     checks: BTreeSet<CheckRun>,
     violations: BTreeSet<Violation>,
+    warnings: BTreeSet<Warning>,
 }
 
 impl Checker {
@@ -316,7 +318,13 @@ impl Checker {
             }
             map.insert(w.item, w.reason);
         }
-        Ok(Checker { policy, waivers: map, checks: BTreeSet::new(), violations: BTreeSet::new() })
+        Ok(Checker {
+            policy,
+            waivers: map,
+            checks: BTreeSet::new(),
+            violations: BTreeSet::new(),
+            warnings: BTreeSet::new(),
+        })
     }
 
     fn violation(&mut self, category: Category, item: &str, detail: String) {
@@ -336,24 +344,28 @@ impl Checker {
             let mut note = |sig: &elf::Signature, why: String| {
                 found.entry(sig.item).or_insert_with(|| (sig.category, Vec::new())).1.push(why);
             };
-            match &entry.kind {
+            // A program's name counts for symlinks (they can point at anything) and for programs, but not for
+            // data such as `/etc/pam.d/login`.
+            let program = match &entry.kind {
                 EntryKind::Dir | EntryKind::Other => continue,
                 EntryKind::Symlink { target } => {
                     if let Some(sig) = elf::match_file_name(target, SIGNATURES) {
                         note(sig, format!("is a symlink to `{target}`"));
                     }
+                    true
                 }
                 EntryKind::File => {
                     let scan = |e: io::Error| PolicyError::Scan { path: entry.dest.clone(), source: e };
-                    let reader = open(entry).map_err(scan)?;
-                    for m in elf::scan_content(reader, SIGNATURES).map_err(scan)?.unwrap_or_default() {
+                    let result = elf::scan_content(open(entry).map_err(scan)?, SIGNATURES).map_err(scan)?;
+                    for m in result.matches {
                         if let Some(sig) = SIGNATURES.iter().find(|s| s.item == m.item) {
                             note(sig, format!("contains the {}", m.description));
                         }
                     }
+                    result.kind != elf::FileKind::Data
                 }
-            }
-            if let Some(sig) = elf::match_file_name(&entry.dest, SIGNATURES) {
+            };
+            if let Some(sig) = elf::match_file_name(&entry.dest, SIGNATURES).filter(|_| program) {
                 note(sig, "has the name of a forbidden program".to_string());
             }
             for (item, (category, mut why)) in found {
@@ -418,8 +430,33 @@ impl Checker {
                 self.violation(Category::KernelConfig, &f.option, detail);
             }
         }
+        self.check_builtin_cmdline(config);
         let subjects = rules.required.len() + rules.forbidden.len();
         self.checks.insert(CheckRun { name: "kernel-config".into(), subjects });
+    }
+
+    /// A command line compiled into the kernel (`CONFIG_CMDLINE_BOOL`) is prepended to the boot loader's, so its
+    /// parameters obey the same rules (`arch/x86/kernel/setup.c`).
+    fn check_builtin_cmdline(&mut self, config: &KernelConfig) {
+        if !config.is_builtin("CONFIG_CMDLINE_BOOL") {
+            return;
+        }
+        if let Some(Value::Str(line)) = config.get("CONFIG_CMDLINE") {
+            for param in cmdline::parse(line).params {
+                if let Some((reason, written)) = cmdline::judge(&param) {
+                    let detail = format!("`{written}` in the built-in CONFIG_CMDLINE: {reason}");
+                    self.violation(Category::KernelCmdline, &format!("cmdline:{}", param.key()), detail);
+                }
+            }
+        }
+        if config.is_builtin("CONFIG_CMDLINE_OVERRIDE") {
+            self.warnings.insert(Warning {
+                item: "CONFIG_CMDLINE_OVERRIDE".into(),
+                detail: "the kernel ignores the boot loader's command line and uses only CONFIG_CMDLINE: the recipe's \
+                         command line has no effect"
+                    .into(),
+            });
+        }
     }
 
     /// Records that no kernel configuration could be read (no config file, no IKCONFIG): a violation of its own,
@@ -441,7 +478,7 @@ impl Checker {
                 violations.push(v);
             }
         }
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<Warning> = self.warnings.into_iter().collect();
         let mut waivers_applied = Vec::new();
         for (item, reason) in self.waivers {
             match applied.remove(&item) {
@@ -452,6 +489,7 @@ impl Checker {
                 }),
             }
         }
+        warnings.sort();
         let verdict = match (violations.is_empty(), waivers_applied.is_empty()) {
             (false, _) => Verdict::Violations,
             (true, true) => Verdict::Sealed,
@@ -552,6 +590,20 @@ mod tests {
     }
 
     #[test]
+    fn data_files_named_like_programs_are_not_programs() {
+        let mut c = checker(&[]);
+        let entries = vec![file("/etc/pam.d/login"), file("/usr/bin/login")];
+        c.check_initrd(&entries, |e| {
+            let bytes: &[u8] = if e.dest.starts_with("/etc") { b"auth required pam_unix.so\n" } else { b"#!/init\n" };
+            Ok(Box::new(bytes))
+        })
+        .unwrap();
+        let report = c.finish();
+        let got: Vec<_> = report.violations.iter().map(|v| v.detail.as_str()).collect();
+        assert_eq!(got, vec!["`/usr/bin/login` has the name of a forbidden program"]);
+    }
+
+    #[test]
     fn waivers_apply_and_unused_waivers_warn() {
         let mut c = checker(&[("sh", "lab debugging image"), ("telnetd", "old recipe")]);
         let entries = vec![InitrdEntry { dest: "/bin/sh".into(), kind: EntryKind::Symlink { target: "/init".into() } }];
@@ -634,6 +686,20 @@ mod tests {
         assert!(report.violations[0].detail.starts_with("`CONFIG_MODULES=y` without `CONFIG_MODULE_SIG_FORCE=y`: "));
         assert!(report.violations[1].detail.starts_with("`CONFIG_RANDOMIZE_BASE` is not set, must be y: "));
         assert_eq!(report.waivers_applied[0].item, "CONFIG_KEXEC");
+    }
+
+    #[test]
+    fn rejects_forbidden_parameters_in_the_built_in_command_line() {
+        let text = "CONFIG_CMDLINE_BOOL=y\nCONFIG_CMDLINE=\"console=ttyS0 rd.break\"\nCONFIG_CMDLINE_OVERRIDE=y\n";
+        let mut c = checker(&[]);
+        c.check_kernel_config(&KernelConfig::parse(text).unwrap());
+        let report = c.finish();
+        let v = report.violations.iter().find(|v| v.category == Category::KernelCmdline).unwrap();
+        assert_eq!(
+            (v.item.as_str(), v.detail.as_str()),
+            ("cmdline:rd.break", "`rd.break` in the built-in CONFIG_CMDLINE: drops to an initramfs shell")
+        );
+        assert_eq!(report.warnings[0].item, "CONFIG_CMDLINE_OVERRIDE");
     }
 
     #[test]

@@ -96,7 +96,12 @@ fn protocol(bytes: &[u8]) -> Result<u16, SetupError> {
 /// 0x20e points to (plus 0x200).
 pub fn kernel_release(bytes: &[u8]) -> Result<String, SetupError> {
     protocol(bytes)?;
-    let offset = u64::from(u16_at(bytes, "kernel_version", KERNEL_VERSION)?) + 0x200;
+    let pointer = u16_at(bytes, "kernel_version", KERNEL_VERSION)?;
+    let offset = u64::from(pointer) + 0x200;
+    if pointer == 0 {
+        // boot.rst: "kernel_version ... if set to a nonzero value".
+        return Err(SetupError::BadVersionString { offset });
+    }
     let mut r = Reader::at(bytes, "kernel_version string", offset)?;
     let tail = r.take("kernel_version string", r.remaining().min(MAX_VERSION_LEN))?;
     let bad = SetupError::BadVersionString { offset };

@@ -215,8 +215,8 @@ fn real_binaries_match_their_signatures() {
     let expected = [("bin/busybox", "busybox"), ("usr/sbin/dropbear", "dropbear"), ("bin/zsh", "zsh")];
     for (rel, item) in expected {
         let file = std::fs::File::open(root.join(rel)).unwrap();
-        let found = cvmforge::elf::scan_content(file, cvmforge::elf::SIGNATURES).unwrap().unwrap();
-        let items: Vec<&str> = found.iter().map(|m| m.item).collect();
+        let found = cvmforge::elf::scan_content(file, cvmforge::elf::SIGNATURES).unwrap();
+        let items: Vec<&str> = found.matches.iter().map(|m| m.item).collect();
         assert_eq!(items, vec![item], "{rel}");
     }
 }
