@@ -44,6 +44,10 @@ const SHDR_SIZE: usize = 64;
 const ELFCLASS64: u8 = 2;
 /// `EI_DATA` value of little-endian objects.
 const ELFDATA2LSB: u8 = 1;
+/// How much of a file [`ElfInfo::parse`] needs in practice: linkers place the program headers and `PT_INTERP` right
+/// after the ELF header, so a caller checking a large payload may pass only its first `HEADER_PREFIX` bytes (a file
+/// whose tables lie further out then fails with a truncation error rather than a wrong answer).
+pub const HEADER_PREFIX: usize = 64 * 1024;
 /// `e_machine` of AMD x86-64.
 pub const EM_X86_64: u16 = 62;
 /// `p_type` of the program interpreter segment.
@@ -745,6 +749,13 @@ mod tests {
         let info = ElfInfo::parse(&bytes).unwrap();
         assert_eq!(info.linkage, Linkage::Dynamic { interpreter: "/lib64/ld-linux-x86-64.so.2".into() });
         assert!(sections(&bytes).unwrap().iter().any(|s| s.name == ".text"));
+    }
+
+    #[test]
+    fn parses_a_prefix_of_a_large_binary() {
+        let Ok(bytes) = std::fs::read("/bin/bash") else { return };
+        let prefix = &bytes[..HEADER_PREFIX.min(bytes.len())];
+        assert_eq!(ElfInfo::parse(prefix).unwrap(), ElfInfo::parse(&bytes).unwrap());
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub struct RequiredOption {
     pub option: String,
     /// Accepted values (`y`, `m`).
     pub values: Vec<String>,
+    /// The module providing the option when it is `m` (checked by [`Checker::check_module_coverage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
     /// Why.
     pub reason: String,
 }
@@ -459,6 +462,28 @@ impl Checker {
         }
     }
 
+    /// Checks that every required option built as a module (`=m`) has its module (policy field `module`) among
+    /// `initrd_modules` (names with `-` or `_`): otherwise the guest would boot without the feature.
+    pub fn check_module_coverage(&mut self, config: &KernelConfig, initrd_modules: &BTreeSet<String>) {
+        let loaded: BTreeSet<String> = initrd_modules.iter().map(|m| m.replace('-', "_")).collect();
+        let rules = self.policy.kernel_config.required.clone();
+        let mut subjects = 0;
+        for r in &rules {
+            let Some(module) = r.module.as_deref().filter(|_| config.get(&r.option) == Some(&Value::Module)) else {
+                continue;
+            };
+            subjects += 1;
+            if !loaded.contains(&module.replace('-', "_")) {
+                let detail = format!(
+                    "`{}=m` but the module `{module}` is not in the initrd: add it to the recipe's kernel modules ({})",
+                    r.option, r.reason
+                );
+                self.violation(Category::KernelConfig, &r.option, detail);
+            }
+        }
+        self.checks.insert(CheckRun { name: "kernel-modules".into(), subjects });
+    }
+
     /// Records that no kernel configuration could be read (no config file, no IKCONFIG): a violation of its own,
     /// waivable as [`KCONFIG_UNAVAILABLE`].
     pub fn kernel_config_unavailable(&mut self, why: &str) {
@@ -531,6 +556,9 @@ mod tests {
             assert!(!r.reason.is_empty() && !r.values.is_empty(), "{}", r.option);
         }
         assert!(p.kernel_config.forbidden.iter().all(|f| !f.reason.is_empty()));
+        // A `#` inside an unquoted YAML value would start a comment and cut the reason short.
+        let tdx = p.kernel_config.required.iter().find(|r| r.option == "CONFIG_INTEL_TDX_GUEST").unwrap();
+        assert!(tdx.reason.ends_with("#VE handling, shared-memory conversion) to boot"), "{}", tdx.reason);
         assert_eq!(p.sha256, hex::encode(Sha256::digest(BUILTIN_POLICY.as_bytes())));
     }
 
@@ -700,6 +728,21 @@ mod tests {
             ("cmdline:rd.break", "`rd.break` in the built-in CONFIG_CMDLINE: drops to an initramfs shell")
         );
         assert_eq!(report.warnings[0].item, "CONFIG_CMDLINE_OVERRIDE");
+    }
+
+    #[test]
+    fn rejects_required_modules_missing_from_the_initrd() {
+        let config =
+            KernelConfig::parse("CONFIG_SEV_GUEST=m\nCONFIG_TSM_REPORTS=y\nCONFIG_TDX_GUEST_DRIVER=m\n").unwrap();
+        let mut c = checker(&[]);
+        c.check_module_coverage(&config, &["tdx_guest".to_string(), "virtio_net".to_string()].into());
+        let report = c.finish();
+        let got: Vec<_> = report.violations.iter().map(|v| v.item.as_str()).collect();
+        assert_eq!(got, vec!["CONFIG_SEV_GUEST"]);
+        assert!(report.violations[0]
+            .detail
+            .starts_with("`CONFIG_SEV_GUEST=m` but the module `sev-guest` is not in the initrd"));
+        assert_eq!(report.checks[0], CheckRun { name: "kernel-modules".into(), subjects: 2 });
     }
 
     #[test]

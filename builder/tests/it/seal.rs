@@ -305,6 +305,14 @@ fn real_debian_kernel_policy_report() {
     }
     assert!(!items.contains(&"CONFIG_AMD_MEM_ENCRYPT") && !items.contains(&"CONFIG_SEV_GUEST"));
     assert!(!items.iter().any(|i| i.starts_with("cmdline:")), "{items:?}");
+    // Debian builds sev-guest as a module: without it in the initrd the guest could not attest.
+    let mut checker = Checker::new(KconfigPolicy::builtin(), Vec::new()).unwrap();
+    checker.check_module_coverage(&config, &Default::default());
+    let missing: Vec<String> = checker.finish().violations.into_iter().map(|v| v.item).collect();
+    assert_eq!(missing, vec!["CONFIG_SEV_GUEST".to_string()]);
+    let mut checker = Checker::new(KconfigPolicy::builtin(), Vec::new()).unwrap();
+    checker.check_module_coverage(&config, &["sev-guest".to_string()].into());
+    assert_eq!(checker.finish().verdict, Verdict::Sealed);
     // Waiving every kernel-config item (as the demo recipe does) yields sealed-with-waivers.
     let waivers = report
         .violations
