@@ -133,13 +133,13 @@ impl KernelConfig {
     /// Extracts and parses the IKCONFIG configuration embedded in a bzImage.
     pub fn from_bzimage(bzimage: &[u8]) -> Result<KernelConfig, KconfigError> {
         let payload = setup::payload(bzimage)?;
-        let vmlinux = setup::decompress(payload, "kernel", setup::MAX_KERNEL_SIZE)?;
+        let vmlinux = setup::decompress(payload, "kernel payload", setup::MAX_KERNEL_SIZE)?;
         let start = memchr::memmem::find(&vmlinux, IKCFG_START).ok_or(KconfigError::NoIkconfig)?;
         let blob_start = start + IKCFG_START.len();
         let tail = vmlinux.get(blob_start..).unwrap_or_default();
         let len = memchr::memmem::find(tail, IKCFG_END).ok_or(KconfigError::UnterminatedIkconfig { offset: start })?;
         let blob = tail.get(..len).unwrap_or_default();
-        let text = setup::read_bounded(flate2::read::GzDecoder::new(blob), "IKCONFIG", MAX_CONFIG_SIZE)?;
+        let text = setup::read_bounded(flate2::read::GzDecoder::new(blob), "IKCONFIG", "gzip", MAX_CONFIG_SIZE)?;
         Self::parse_bytes(&text)
     }
 

@@ -20,6 +20,9 @@ const PAYLOAD_OFFSET: u64 = 0x248;
 const PROTOCOL_2_08: u16 = 0x0208;
 /// Longest kernel version string read.
 const MAX_VERSION_LEN: usize = 512;
+/// Memory the xz/lzma decoder may use: bounds the dictionary a hostile header can ask for (kernels use 32 MiB,
+/// `scripts/xz_wrap.sh`; modules 1 MiB).
+const XZ_MEMLIMIT: u64 = 256 << 20;
 /// Upper bound on a decompressed kernel (`vmlinux` of distribution kernels is 30-70 MiB).
 pub const MAX_KERNEL_SIZE: u64 = 512 << 20;
 
@@ -56,8 +59,10 @@ pub enum SetupError {
         format: String,
     },
     /// Decompression failed.
-    #[error("cannot decompress the {format} kernel payload: {source}")]
+    #[error("cannot decompress the {format} {what}: {source}")]
     Decompress {
+        /// What was being decompressed.
+        what: &'static str,
         /// The compression format.
         format: &'static str,
         /// The decoder's error.
@@ -203,10 +208,10 @@ pub fn decompress(data: &[u8], what: &'static str, limit: u64) -> Result<Vec<u8>
     let mut sink = Limited { out: Vec::new(), limit, exceeded: false };
     let result = match format {
         Format::Gzip => io::copy(&mut flate2::read::GzDecoder::new(data), &mut sink),
-        Format::Xz => liblzma::stream::Stream::new_stream_decoder(u64::MAX, 0)
+        Format::Xz => liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
             .map_err(io::Error::other)
             .and_then(|s| io::copy(&mut liblzma::read::XzDecoder::new_stream(data, s), &mut sink)),
-        Format::Lzma => liblzma::stream::Stream::new_lzma_decoder(u64::MAX)
+        Format::Lzma => liblzma::stream::Stream::new_lzma_decoder(XZ_MEMLIMIT)
             .map_err(io::Error::other)
             .and_then(|s| io::copy(&mut liblzma::read::XzDecoder::new_stream(data, s), &mut sink)),
         Format::Zstd => zstd::stream::read::Decoder::with_buffer(data)
@@ -216,17 +221,23 @@ pub fn decompress(data: &[u8], what: &'static str, limit: u64) -> Result<Vec<u8>
     match result {
         _ if sink.exceeded => Err(SetupError::TooLarge { what, limit }),
         Ok(_) => Ok(sink.out),
-        Err(source) => Err(SetupError::Decompress { format: format.name(), source }),
+        Err(source) => Err(SetupError::Decompress { what, format: format.name(), source }),
     }
 }
 
-/// Reads `reader` to the end, failing past `limit` bytes.
-pub fn read_bounded(reader: impl Read, what: &'static str, limit: u64) -> Result<Vec<u8>, SetupError> {
+/// Reads a decoder (`format` names its compression) to the end, failing past `limit` bytes.
+pub fn read_bounded(
+    reader: impl Read,
+    what: &'static str,
+    format: &'static str,
+    limit: u64,
+) -> Result<Vec<u8>, SetupError> {
     let mut out = Vec::new();
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|source| SetupError::Decompress { format: "gzip", source })?;
+    reader.take(limit.saturating_add(1)).read_to_end(&mut out).map_err(|source| SetupError::Decompress {
+        what,
+        format,
+        source,
+    })?;
     if u64::try_from(out.len()).unwrap_or(u64::MAX) > limit {
         return Err(SetupError::TooLarge { what, limit });
     }
