@@ -1,7 +1,8 @@
 //! `guest-init`: the sealed PID 1 of a cvmforge image.
 //!
 //! Steps, each logged as one line on `/dev/console`:
-//! 1. block SIGCHLD/SIGTERM/SIGINT and read them from a signalfd;
+//! 1. block SIGCHLD/SIGTERM/SIGINT and read them from a signalfd; make
+//!    Ctrl-Alt-Del a SIGINT (forwarded) rather than a hard reset;
 //! 2. mount /proc, /sys, /dev (devtmpfs), /tmp, /run ([`mounts`]) — nothing persistent;
 //! 3. read and validate `/etc/cvmforge/init.json` ([`config`]);
 //! 4. load the listed kernel modules in order ([`modules`]);
@@ -90,6 +91,7 @@ fn main() {
 /// Runs every step; returns how the payload ended.
 fn run() -> Result<String, InitError> {
     let signals = block_signals()?;
+    power::soft_ctrl_alt_del().map_err(|errno| InitError::Signals { errno })?;
     for m in &mounts::MOUNTS {
         m.apply()?;
         log!("mounted {}", m.target);

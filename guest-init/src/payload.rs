@@ -1,22 +1,22 @@
 //! Starting and supervising the payload.
 //!
 //! The payload is spawned with `std::process::Command`: empty environment
-//! except the config's `env`, stdin `/dev/null`, cwd `/`, and `gid`/`uid` set in
-//! the child before `exec` (std calls `setgid`, then `setgroups(0, NULL)` because
-//! it runs as root, then `setuid`; all three happen while still root, so the
-//! order gives the same result as setgroups → setgid → setuid). std also resets
-//! the signal mask in the child. After the spawn, init reads
-//! `/proc/<pid>/status` and refuses a payload that kept root, supplementary
-//! groups, capabilities or blocked signals.
+//! except the config's `env`, stdin `/dev/null`, cwd `/`. In the child, before
+//! `exec`, [`drop_privileges`] empties the signal mask (init blocks the signals
+//! it reads from its signalfd, and std does not reset the mask: the first boot
+//! test showed `SigBlk: 0000000000014002` in the payload), then calls
+//! `setgroups([])`, `setgid(gid)`, `setuid(uid)` in that order. After the spawn,
+//! init reads `/proc/<pid>/status` and refuses a payload that kept root,
+//! supplementary groups, capabilities or blocked signals.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::WaitStatus;
-use nix::unistd::Pid;
+use nix::unistd::{setgid, setgroups, setuid, Gid, Pid, Uid};
 
 use crate::config::Config;
 
@@ -54,20 +54,31 @@ pub(crate) fn spawn(config: &Config) -> Result<Pid, PayloadError> {
         program: String::new(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
     })?;
-    let child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .envs(&config.env)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .gid(config.gid)
-        .uid(config.uid)
-        .spawn()
-        .map_err(|source| PayloadError::Spawn { program: program.clone(), source })?;
+    let (uid, gid) = (Uid::from_raw(config.uid), Gid::from_raw(config.gid));
+    let mut command = Command::new(program);
+    command.args(args).env_clear().envs(&config.env).current_dir("/").stdin(Stdio::null());
+    // SAFETY: `pre_exec` runs the closure in the forked child before exec. init is
+    // single-threaded when it spawns (no thread is ever started), so no lock can be
+    // held by another thread in the child; the closure allocates nothing and only
+    // makes the system calls sigprocmask, setgroups, setgid and setuid.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || drop_privileges(uid, gid).map_err(std::io::Error::from));
+    }
+    let child = command.spawn().map_err(|source| PayloadError::Spawn { program: program.clone(), source })?;
     let pid = i32::try_from(child.id()).map_err(|_| PayloadError::Pid { pid: child.id() })?;
     // Dropping `Child` neither waits nor kills; init reaps with waitpid(-1).
     drop(child);
     Ok(Pid::from_raw(pid))
+}
+
+/// In the child: unblock all signals, then `setgroups([])`, `setgid`, `setuid`.
+/// The order matters: groups and gid can only be changed while still uid 0.
+fn drop_privileges(uid: Uid, gid: Gid) -> Result<(), Errno> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    setgroups(&[])?;
+    setgid(gid)?;
+    setuid(uid)
 }
 
 /// Checks `/proc/<pid>/status` against the configured uid/gid.
