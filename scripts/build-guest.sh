@@ -9,8 +9,9 @@
 # Only the gnu target is installed, so static linking uses glibc's static libs
 # (+crt-static). The explicit --target keeps RUSTFLAGS off build scripts and
 # proc-macros (which must stay dynamic host programs). --remap-path-prefix drops
-# the checkout path from panic messages so the bytes do not depend on where the
-# repository lives. Set CARGO_TARGET_DIR to build elsewhere.
+# the checkout path and CARGO_HOME (dependency sources) from panic messages, so
+# the bytes do not depend on where the repository or the cargo cache live.
+# Set CARGO_TARGET_DIR to build elsewhere.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -20,9 +21,10 @@ fi
 out=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=x86_64-unknown-linux-gnu
+cargo_home=$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd)
 
 cd "$root"
-RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$root=/build" \
+RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$root=/build --remap-path-prefix=$cargo_home=/cargo" \
     cargo build --release --locked --target "$target" -p guest-init -p summarize-server
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}

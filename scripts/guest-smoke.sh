@@ -9,6 +9,7 @@
 # (/init, the payload, /etc/cvmforge/init.json, /dev/console and the virtio-pci +
 # virtio-net module chain, dependencies read from each module's .modinfo), boots
 # it with a user-mode virtio NIC, then checks:
+#   0. a kernel command line with `cvm.net=` lacking `gw=` makes init power off;
 #   1. the payload answers GET /healthz and POST /v1/summarize through the NIC;
 #   2. Ctrl-Alt-Del (QEMU `sendkey`) reaches PID 1 as SIGINT, is forwarded, the
 #      payload exits and init powers the VM off (QEMU exits by itself);
@@ -78,12 +79,32 @@ printf '{"schema":"cvmforge-init/v1","modules":[%s],"command":["/usr/bin/summari
 echo "initrd: $(stat -c %s "$work/initrd.gz") bytes, modules: ${order[*]}"
 
 # --- boot ---
-qemu-system-x86_64 -machine q35 -m 512 -no-reboot -display none -monitor "unix:$work/mon.sock,server,nowait" \
-    -serial "file:$work/console.log" -kernel "$kernel" -initrd "$work/initrd.gz" \
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8080" -device virtio-net-pci,netdev=n0 \
-    -append "console=ttyS0 panic=-1 cvm.net=10.0.2.15/24,gw=10.0.2.2" </dev/null &
-qemu_pid=$!
+start_vm() { # APPEND
+    rm -f "$work/console.log" "$work/mon.sock"
+    qemu-system-x86_64 -machine q35 -m 512 -no-reboot -display none -monitor "unix:$work/mon.sock,server,nowait" \
+        -serial "file:$work/console.log" -kernel "$kernel" -initrd "$work/initrd.gz" \
+        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8080" -device virtio-net-pci,netdev=n0 \
+        -append "$1" </dev/null &
+    qemu_pid=$!
+}
+wait_poweroff() { # SECONDS
+    for _ in $(seq "$1"); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$qemu_pid" 2>/dev/null && fail "VM did not power off"
+    wait "$qemu_pid" || fail "qemu exited with status $?"
+    qemu_pid=
+    grep -q "reboot: Power down" "$work/console.log" || fail "the kernel did not power down"
+}
 
+# 1. a bad cvm.net= is fatal: init powers off before starting anything.
+start_vm "console=ttyS0 panic=-1 cvm.net=10.0.2.15/24"
+wait_poweroff "$timeout_s"
+grep -q 'cvmforge-init: fatal: kernel command line: `cvm.net=10.0.2.15/24`: missing `,gw=E.F.G.H`; powering off' \
+    "$work/console.log" || fail "no fatal line for a cvm.net= without gw"
+grep -q "started payload" "$work/console.log" && fail "payload started despite a bad cvm.net="
+echo "bad cvm.net=: $(grep -a 'cvmforge-init: fatal' "$work/console.log" | tr -d '\r')"
+
+# 2. the real boot.
+start_vm "console=ttyS0 panic=-1 cvm.net=10.0.2.15/24,gw=10.0.2.2"
 deadline=$((SECONDS + timeout_s))
 until grep -q "no capabilities" "$work/console.log" 2>/dev/null; do
     grep -q "powering off" "$work/console.log" 2>/dev/null && fail "init powered off before the payload ran"
@@ -104,16 +125,13 @@ echo "summarize answer: $answer"
 expected="{\"summary\":\"$secret\",\"sentences\":[2],\"method\":\"tfidf-extractive/v1\"}"
 [ "$answer" = "$expected" ] || fail "unexpected answer, expected $expected"
 
-# Ctrl-Alt-Del -> SIGINT to PID 1 -> forwarded -> payload exits -> power off.
+# 3. Ctrl-Alt-Del -> SIGINT to PID 1 -> forwarded -> payload exits -> power off.
 python3 - "$work/mon.sock" <<'PY'
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(0.3)
 s.sendall(b"sendkey ctrl-alt-delete\n"); time.sleep(0.5); s.close()
 PY
-for _ in $(seq 60); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
-kill -0 "$qemu_pid" 2>/dev/null && fail "VM did not power off after Ctrl-Alt-Del"
-wait "$qemu_pid" || fail "qemu exited with status $?"
-qemu_pid=
+wait_poweroff 60
 grep -q "cvmforge-init: forwarding SIGINT" "$work/console.log" || fail "SIGINT was not forwarded"
 grep -q "cvmforge-init: payload exited with signal SIGINT; powering off" "$work/console.log" || fail "no power-off line"
 grep -q "Quokka" "$work/console.log" && fail "request content leaked to the console"
