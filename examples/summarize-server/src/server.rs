@@ -3,7 +3,7 @@
 //! Nothing is kept between requests. The access log (stderr) has the method,
 //! path, status and byte counts only, never request or response content.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -126,13 +126,14 @@ pub fn handle_connection(stream: TcpStream, limits: &Limits) {
     let written = http::write_response(&mut writer, &resp).unwrap_or(0);
     let received = reader.get_ref().count;
     eprintln!("{method} {path} {} in={received} out={written}", resp.status);
-    linger(&stream, reader);
+    linger(&stream, reader, Duration::from_millis(500));
 }
 
-/// Half-closes and drains briefly, so that an early answer (413) is not lost to a reset.
-fn linger(stream: &TcpStream, mut reader: impl Read) {
+/// Half-closes and drains briefly, so that an early answer (413, 503) is not lost to
+/// a TCP reset caused by closing a socket with unread request bytes.
+fn linger(stream: &TcpStream, mut reader: impl Read, wait: Duration) {
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = stream.set_read_timeout(Some(wait));
     let _ = std::io::copy(&mut reader.by_ref().take(1024 * 1024), &mut std::io::sink());
 }
 
@@ -169,11 +170,13 @@ pub fn serve(listener: &TcpListener, limits: &Limits) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Answers 503 from the accept loop. The drain is short (it delays the next accept),
+/// which also throttles a flood a little.
 fn reject_busy(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let written = http::write_response(&mut stream, &Response::error(503, "too many connections")).unwrap_or(0);
-    let _ = stream.flush();
     eprintln!("- - 503 in=0 out={written}");
+    linger(&stream, &stream, Duration::from_millis(100));
 }
 
 #[cfg(test)]

@@ -124,3 +124,31 @@ fn rejects_bad_command_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected argument `--bogus`"));
 }
+
+#[test]
+fn refuses_connections_over_the_cap() {
+    use std::time::Duration;
+    use summarize_server::server::{serve, Limits};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let limits = Limits { max_connections: 1, io_timeout: Duration::from_secs(5), ..Limits::default() };
+    std::thread::spawn(move || serve(&listener, &limits));
+    // The first connection sends nothing and holds the only slot.
+    let idle = TcpStream::connect(&addr).unwrap();
+    let (status, _, body) = exchange(&addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 503);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "too many connections");
+    drop(idle);
+    // Once the slot is free again (the idle connection's thread sees EOF), requests succeed.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = exchange(&addr, b"GET /healthz HTTP/1.1\r\n\r\n").0;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status, 200);
+}
