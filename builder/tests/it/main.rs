@@ -1,5 +1,6 @@
-//! The one integration-test binary of the `cvmforge` crate: runs the built `cvmforge` binary and checks stdout,
-//! stderr and the exit code.
+//! The one integration-test binary of the `cvmforge` crate: runs the built `cvmforge` binary and the library, and checks
+//! outputs, stderr and exit codes.
 
 mod id_block;
 mod run;
+mod seal;
