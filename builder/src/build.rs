@@ -489,3 +489,60 @@ fn write_lock(path: &Path, lock: &Lock) -> Result<&'static str, BuildError> {
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok("written")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rewrites an input as soon as the initrd step starts, i.e. after the staging directory exists.
+    struct Sabotage {
+        path: PathBuf,
+    }
+
+    impl Progress for Sabotage {
+        fn begin(&self, step: Step, _total: u64) {
+            if step == Step::Initrd {
+                std::fs::write(&self.path, b"a different payload").unwrap();
+            }
+        }
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut kernel = vec![0u8; 0x400];
+        kernel[0x202..0x206].copy_from_slice(b"HdrS");
+        kernel[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        std::fs::write(dir.path().join("vmlinuz"), kernel).unwrap();
+        std::fs::write(dir.path().join("init"), b"init").unwrap();
+        std::fs::write(dir.path().join("app"), b"app").unwrap();
+        let recipe = "name: t\nversion: '1'\nsource_date_epoch: 0\nkernel: {path: vmlinuz}\n\
+            initrd: {init: init, command: [/app], user: 0, files: [{src: app, dst: /app}]}\n";
+        std::fs::write(dir.path().join("t.yaml"), recipe).unwrap();
+        dir
+    }
+
+    fn options(dir: &Path) -> BuildOptions {
+        BuildOptions { recipe: dir.join("t.yaml"), output: dir.join("out"), locked: false, force: false, jobs: 2 }
+    }
+
+    #[test]
+    fn rejects_input_that_changes_during_the_build_and_leaves_nothing() {
+        let dir = tree();
+        let err = build_with_progress(&options(dir.path()), &Sabotage { path: dir.path().join("app") }).unwrap_err();
+        assert_eq!(err.to_string(), "input `file:/app`: `app` changed while the build was reading it");
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["app", "init", "t.yaml", "vmlinuz"], "no output, staging directory or lock file");
+    }
+
+    #[test]
+    fn failed_forced_build_keeps_the_previous_output() {
+        let dir = tree();
+        build(&options(dir.path())).unwrap();
+        let before = std::fs::read(dir.path().join("out/manifest.json")).unwrap();
+        let forced = BuildOptions { force: true, ..options(dir.path()) };
+        build_with_progress(&forced, &Sabotage { path: dir.path().join("app") }).unwrap_err();
+        assert_eq!(std::fs::read(dir.path().join("out/manifest.json")).unwrap(), before);
+    }
+}
