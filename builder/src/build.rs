@@ -250,6 +250,20 @@ pub enum BuildError {
         /// The path.
         path: PathBuf,
     },
+    /// The output path does not end in a directory name (`.`, `..`, `/`).
+    #[error("output path `{}` must end in a directory name (not `.`, `..` or `/`)", path.display())]
+    OutputPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// `--force` would delete the recipe or an input, which live inside the output directory.
+    #[error("refusing to replace `{}`: it contains `{}`, which this build reads", output.display(), input.display())]
+    OutputContainsInput {
+        /// The output directory.
+        output: PathBuf,
+        /// The recipe or input inside it.
+        input: PathBuf,
+    },
     /// Writing an output failed.
     #[error("cannot write output `{}`", path.display())]
     Output {
@@ -296,6 +310,10 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
         locked
             .check(&lock.inputs)
             .map_err(|differences| LockError::Differs { path: lock_path.clone(), differences })?;
+    }
+    if existing == output::Existing::NonEmpty {
+        let read = inputs.iter().map(|i| i.resolved.clone()).chain(std::iter::once(root.join(&recipe_record.path)));
+        output::check_not_inside(&options.output, read)?;
     }
     let kernel_input = find(&inputs, "kernel")?;
     let bzimage = check_kernel(kernel_input)?;

@@ -26,6 +26,9 @@ pub(crate) enum Existing {
 
 /// Checks the target: a non-empty directory needs `force`; anything that is not a directory is refused.
 pub(crate) fn check_target(target: &Path, force: bool) -> Result<Existing, BuildError> {
+    if !matches!(target.components().next_back(), Some(std::path::Component::Normal(_))) {
+        return Err(BuildError::OutputPath { path: target.to_path_buf() });
+    }
     let metadata = match fs::symlink_metadata(target) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Absent),
@@ -41,6 +44,17 @@ pub(crate) fn check_target(target: &Path, force: bool) -> Result<Existing, Build
         Some(_) if force => Ok(Existing::NonEmpty),
         Some(_) => Err(BuildError::OutputExists { path: target.to_path_buf() }),
     }
+}
+
+/// Refuses to replace an output directory that holds the recipe or an input (`-o . --force` in the source tree).
+pub(crate) fn check_not_inside(target: &Path, read: impl Iterator<Item = PathBuf>) -> Result<(), BuildError> {
+    let output = target.canonicalize().map_err(|source| BuildError::Output { path: target.to_path_buf(), source })?;
+    for input in read {
+        if input.starts_with(&output) {
+            return Err(BuildError::OutputContainsInput { output: target.to_path_buf(), input });
+        }
+    }
+    Ok(())
 }
 
 /// The directory that will hold the output (created if missing).

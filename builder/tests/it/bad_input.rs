@@ -276,3 +276,14 @@ fn missing_recipe_is_a_usage_error() {
     tree.run(&["build", "nope.yaml", "-o", "out"]).fails(2, &["recipe `nope.yaml` does not exist"]);
     assert!(!tree.path("out").exists());
 }
+
+#[test]
+fn rejects_force_that_would_delete_the_recipe_tree() {
+    let tree = Tree::standard();
+    tree.run(&["build", "src/recipe.yaml", "-o", "src", "--force"])
+        .fails(1, &["refusing to replace `src`: it contains"]);
+    assert_eq!(tree.read("src/recipe.yaml"), STANDARD_RECIPE.as_bytes());
+    assert!(tree.path("src/inputs/vmlinuz").exists());
+    let run = tree.run(&["build", "src/recipe.yaml", "-o", ".", "--force"]);
+    run.fails(1, &["output path `.` must end in a directory name"]);
+}

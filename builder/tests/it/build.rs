@@ -296,3 +296,33 @@ fn jobs_zero_is_a_usage_error() {
     tree.build(&["--jobs", "0"]).fails(2, &["--jobs"]);
     assert!(!tree.path("out").exists());
 }
+
+#[test]
+fn the_documented_example_recipe_builds() {
+    let tree = Tree::new();
+    let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../recipes/example.yaml")).unwrap();
+    tree.write("recipes/example.yaml", &example);
+    tree.write("build/example/vmlinuz", &fake_kernel(0x020f, 100));
+    tree.write("build/example/guest-init", b"init");
+    tree.write("build/example/summarize-server", b"server");
+    tree.write("build/example/model.txt", b"model");
+    tree.write("build/example/OVMF.amdsev.fd", b"snp firmware");
+    tree.write("build/example/OVMF.inteltdx.ms.fd", b"tdx firmware");
+    tree.run(&["build", "recipes/example.yaml", "-o", "out"]).ok();
+    assert_eq!(
+        tree.list("out"),
+        [
+            "cmdline",
+            "example-0.1.0.cvm.tar",
+            "firmware-snp.fd",
+            "firmware-tdx.fd",
+            "initrd.img",
+            "kernel",
+            "manifest.json"
+        ]
+    );
+    let m: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
+    assert_eq!(m["recipe"]["path"], "recipes/example.yaml");
+    assert_eq!(m["initrd"]["compression"]["level"], 9);
+    assert!(tree.path("recipes/example.lock").exists());
+}
