@@ -258,4 +258,42 @@ mod tests {
         }
         assert_eq!(check(&format!("/{}", "x".repeat(256))), Err(DestError::TooLong));
     }
+
+    fn recipe(extra: &str) -> Recipe {
+        let text = format!(
+            "name: t\nversion: '1'\nsource_date_epoch: 0\nkernel: {{path: k}}\n\
+             initrd:\n  init: i\n  command: [/app]\n  user: 0\n  files: [{{src: a, dst: /app}}]\n{extra}"
+        );
+        serde_norway::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn implies_parents_and_lets_listed_directories_choose_their_mode() {
+        let r = recipe("  directories: [{path: /etc, mode: 0o700}]\n");
+        let layout = Layout::from_recipe(&r).unwrap();
+        let paths: Vec<&str> = layout.entries.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            ["/app", "/dev", "/dev/console", "/etc", "/etc/cvmforge", "/etc/cvmforge/init.json", "/init"]
+        );
+        assert_eq!(layout.entries["/etc"].kind, Kind::Directory { mode: 0o700, explicit: true });
+        assert_eq!(layout.entries["/etc/cvmforge"].kind, Kind::Directory { mode: 0o755, explicit: false });
+        assert_eq!(layout.entries["/app"].kind, Kind::File { mode: 0o755, source: FileSource::Payload(0) });
+    }
+
+    #[test]
+    fn rejects_symlink_over_an_implied_directory() {
+        let r = recipe("  symlinks: [{path: /etc, target: /x}]\n");
+        let err = Layout::from_recipe(&r).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`directory /etc implied by built-in /etc/cvmforge/init.json` conflicts with `initrd.symlinks[0] (path /etc)`: both claim `/etc`"
+        );
+    }
+
+    #[test]
+    fn rejects_directory_listed_twice() {
+        let r = recipe("  directories: [{path: /d}, {path: /d, mode: 0o700}]\n");
+        assert!(matches!(Layout::from_recipe(&r), Err(Problem::Duplicate { path, .. }) if path == "/d"));
+    }
 }

@@ -326,3 +326,25 @@ fn the_documented_example_recipe_builds() {
     assert_eq!(m["initrd"]["compression"]["level"], 9);
     assert!(tree.path("recipes/example.lock").exists());
 }
+
+/// With `CVMFORGE_TEST_KERNEL=/path/to/vmlinuz` (for example a Debian kernel), builds with a real bzImage and checks
+/// the boot protocol and version string the manifest records against the setup header read here.
+#[test]
+fn real_kernel_is_accepted_when_provided() {
+    let Some(path) = std::env::var_os("CVMFORGE_TEST_KERNEL") else {
+        eprintln!("skipped: set CVMFORGE_TEST_KERNEL to a real bzImage to run this test");
+        return;
+    };
+    let kernel = std::fs::read(path).unwrap();
+    let tree = Tree::standard();
+    tree.write("src/inputs/vmlinuz", &kernel);
+    tree.build(&[]).ok();
+    assert_eq!(tree.read("out/kernel"), kernel);
+    let protocol = u16::from_le_bytes([kernel[0x206], kernel[0x207]]);
+    let pointer = usize::from(u16::from_le_bytes([kernel[0x20e], kernel[0x20f]])) + 0x200;
+    let end = kernel[pointer..].iter().position(|&b| b == 0).unwrap();
+    let version = std::str::from_utf8(&kernel[pointer..pointer + end]).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
+    assert_eq!(m["kernel"]["boot_protocol"], format!("{}.{:02}", protocol >> 8, protocol & 0xff));
+    assert_eq!(m["kernel"]["version"], version);
+}
