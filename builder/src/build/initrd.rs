@@ -4,7 +4,7 @@
 //! equal the digest taken when the inputs were hashed, so a file that changes during the build fails it.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::hashing::{HashWriter, ProgressReader};
@@ -56,7 +56,7 @@ pub(crate) struct InitrdJob<'a> {
 /// Writes the compressed initrd to `path`.
 pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -> Result<InitrdOutcome, BuildError> {
     let out_err = |source| BuildError::Output { path: path.to_path_buf(), source };
-    let file = File::create(path).map_err(out_err)?;
+    let file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(out_err)?);
     let encoder = compress::encoder(&job.compression, job.jobs, file).map_err(out_err)?;
     let mut cpio = CpioWriter::new(HashWriter::new(encoder), job.recipe.source_date_epoch);
     let total = job.files.iter().map(|i| i.size).sum::<u64>() + job.init.size;
@@ -103,7 +103,7 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
     }
     let hashed = cpio.finish()?;
     let (encoder, uncompressed_sha256, uncompressed_size) = hashed.into_parts();
-    let file = encoder.finish().map_err(out_err)?;
+    let file = encoder.finish().map_err(out_err)?.into_inner().map_err(|e| out_err(e.into_error()))?;
     file.sync_all().map_err(out_err)?;
     progress.end();
     Ok(InitrdOutcome { entries, uncompressed_sha256, uncompressed_size })

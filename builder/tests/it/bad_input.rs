@@ -287,3 +287,16 @@ fn rejects_force_that_would_delete_the_recipe_tree() {
     let run = tree.run(&["build", "src/recipe.yaml", "-o", ".", "--force"]);
     run.fails(1, &["output path `.` must end in a directory name"]);
 }
+
+/// A recipe is UTF-8 text, so it cannot name a file whose name is not UTF-8; a YAML `\xNN` escape is a Unicode code
+/// point, not a raw byte. `\xff` is `ÿ` (UTF-8 c3 bf); `\x85` is a C1 control character and is refused.
+#[test]
+fn yaml_hex_escapes_are_code_points_not_bytes() {
+    let tree = Tree::standard();
+    tree.recipe(&with(("dst: /srv/model.txt", "dst: \"/srv/model\\xff.txt\"")));
+    tree.build(&[]).ok();
+    let entries = parse_newc(&gunzip(&tree.read("out/initrd.img")));
+    assert!(entries.iter().any(|e| e.name.as_bytes() == b"srv/model\xc3\xbf.txt"));
+    tree.recipe(&with(("dst: /srv/model.txt", "dst: \"/srv/model\\x85.txt\"")));
+    tree.run(&["build", "src/recipe.yaml", "-o", "out2"]).fails(1, &["control characters"]);
+}
