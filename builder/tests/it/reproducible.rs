@@ -98,9 +98,13 @@ fn check_reproducible(recipe: &str) {
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
     assert_eq!(a.len(), 6);
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x == y, "`{name}` differs between the two builds ({} vs {} bytes)", x.len(), y.len());
-    }
+    let differing: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .filter(|((_, x), (_, y))| x != y)
+        .map(|((name, x), (_, y))| format!("{name} ({} vs {} bytes)", x.len(), y.len()))
+        .collect();
+    assert!(differing.is_empty(), "outputs differ between the two builds: {differing:?}");
     assert_eq!(
         std::fs::read(one.path().join("src/recipe.lock")).unwrap(),
         std::fs::read(root.join("src/recipe.lock")).unwrap(),
