@@ -158,6 +158,12 @@ pub enum BuildError {
         /// The path.
         path: PathBuf,
     },
+    /// The recipe file ends in `.lock`, so its lock file would overwrite it.
+    #[error("recipe `{}` ends in `.lock`; its lock file would overwrite it: rename it to `.yaml`", path.display())]
+    RecipeNamedLikeLock {
+        /// The recipe.
+        path: PathBuf,
+    },
     /// The recipe file is outside its own tree (`root:`).
     #[error("recipe `{}` is outside its tree `{}` (set by `root:`)", recipe.display(), root.display())]
     RecipeOutsideTree {
@@ -303,6 +309,9 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
     let recipe_record = recipe_record(&loaded, &root)?;
     let inputs = inputs::resolve_all(&loaded, &root, progress)?;
     let lock_path = Lock::path_for(&loaded.path);
+    if lock_path == loaded.path {
+        return Err(BuildError::RecipeNamedLikeLock { path: loaded.path.clone() });
+    }
     let mut lock = Lock::new(&lock_recipe_name(&loaded)?);
     lock.inputs = inputs::as_lock(&inputs);
     if options.locked {

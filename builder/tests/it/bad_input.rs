@@ -300,3 +300,12 @@ fn yaml_hex_escapes_are_code_points_not_bytes() {
     tree.recipe(&with(("dst: /srv/model.txt", "dst: \"/srv/model\\x85.txt\"")));
     tree.run(&["build", "src/recipe.yaml", "-o", "out2"]).fails(1, &["control characters"]);
 }
+
+#[test]
+fn rejects_recipe_named_like_its_lock_file() {
+    let tree = Tree::standard();
+    std::fs::rename(tree.path("src/recipe.yaml"), tree.path("src/recipe.lock")).unwrap();
+    let run = tree.run(&["build", "src/recipe.lock", "-o", "out"]);
+    refused(&tree, run, &["ends in `.lock`; its lock file would overwrite it"]);
+    assert_eq!(tree.read("src/recipe.lock"), STANDARD_RECIPE.as_bytes());
+}
