@@ -58,7 +58,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     if ui.json {
         super::print_json(&report)?;
     } else {
-        print_summary(&report);
+        print_stdout(&summary(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -88,34 +88,48 @@ fn with_hint(err: BuildError, options: &BuildOptions) -> anyhow::Error {
     }
 }
 
-fn print_summary(report: &BuildReport) {
-    println!("built {} {} into {}", report.recipe.name, report.recipe.version, report.output_dir);
-    println!();
-    let width = report.outputs.iter().map(|o| o.name.len()).max().unwrap_or(0);
-    for output in &report.outputs {
-        println!("  {:width$}  {}  {:>12} bytes", output.name, output.sha256, output.size);
-    }
-    println!();
-    let c = &report.initrd.compression;
-    println!(
-        "initrd:       {} entries, {} level {} ({} {})",
-        report.initrd.entries, c.algorithm, c.level, c.implementation, c.implementation_version
-    );
-    println!(
-        "kernel:       boot protocol {}{}",
-        report.kernel.boot_protocol,
-        report.kernel.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default()
-    );
-    println!("lock:         {} ({})", report.lock.path, report.lock.status);
-    let m = &report.measurements;
-    if m.snp.is_empty() && m.tdx.is_empty() {
-        println!("measurements: none");
-    } else {
+/// The human summary of a build.
+pub fn summary(report: &BuildReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = render(&mut out, report);
+    return out;
+
+    fn render(out: &mut String, report: &BuildReport) -> std::fmt::Result {
+        writeln!(out, "built {} {} into {}\n", report.recipe.name, report.recipe.version, report.output_dir)?;
+        let width = report.outputs.iter().map(|o| o.name.len()).max().unwrap_or(0);
+        for output in &report.outputs {
+            writeln!(out, "  {:width$}  {}  {:>12} bytes", output.name, output.sha256, output.size)?;
+        }
+        let c = &report.initrd.compression;
+        writeln!(
+            out,
+            "\ninitrd:       {} entries, {} level {} ({} {})",
+            report.initrd.entries, c.algorithm, c.level, c.implementation, c.implementation_version
+        )?;
+        let version = report.kernel.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
+        writeln!(out, "kernel:       boot protocol {}{version}", report.kernel.boot_protocol)?;
+        writeln!(out, "lock:         {} ({})", report.lock.path, report.lock.status)?;
+        let m = &report.measurements;
+        if m.snp.is_empty() && m.tdx.is_empty() {
+            writeln!(out, "measurements: none")?;
+        }
         for (platform, list) in [("snp", &m.snp), ("tdx", &m.tdx)] {
             for value in list {
-                println!("measurement:  {platform} {value}");
+                writeln!(out, "measurement:  {platform} {value}")?;
             }
         }
+        Ok(())
+    }
+}
+
+/// Writes to stdout; a closed pipe (`cvmforge build ... | head -1`) is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
