@@ -272,6 +272,9 @@ fn summary_and_json_report_name_outputs_and_digests() {
     let run = tree.run(&["build", "src/recipe.yaml", "-o", "out2", "--json"]).ok();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["schema_version"], 1);
+    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["initrd", "kernel", "lock", "measurements", "output_dir", "outputs", "recipe", "schema_version"]);
+    assert_eq!(report["lock"]["status"], "unchanged", "the first build wrote it, the second found the same bytes");
     assert_eq!(report["initrd"]["entries"], 13);
     let outputs = report["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 6);
