@@ -543,7 +543,7 @@ mod tests {
         std::fs::write(dir.path().join("init"), b"init").unwrap();
         std::fs::write(dir.path().join("app"), b"app").unwrap();
         let recipe = "name: t\nversion: '1'\nsource_date_epoch: 0\nkernel: {path: vmlinuz}\n\
-            initrd: {init: init, command: [/app], user: 0, files: [{src: app, dst: /app}]}\n";
+            initrd: {init: init, command: [/app], user: 1000, files: [{src: app, dst: /app}]}\n";
         std::fs::write(dir.path().join("t.yaml"), recipe).unwrap();
         dir
     }

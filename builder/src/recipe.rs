@@ -41,6 +41,8 @@ pub const DEFAULT_FILE_MODE: u32 = 0o644;
 pub const DEFAULT_EXEC_MODE: u32 = 0o755;
 /// Default mode of directories (declared or implied).
 pub const DEFAULT_DIR_MODE: u32 = 0o755;
+/// Largest `/etc/cvmforge/init.json` the guest init accepts (`MAX_CONFIG_BYTES` in `guest-init/src/config.rs`).
+pub const MAX_INIT_CONFIG_LEN: usize = 64 * 1024;
 /// Largest kernel command line accepted (x86 `COMMAND_LINE_SIZE` is 2048 including the NUL).
 pub const MAX_CMDLINE_LEN: usize = 2047;
 
@@ -381,6 +383,20 @@ pub enum Problem {
         /// The program.
         program: String,
     },
+    /// The payload would run as root, which the guest init refuses (`guest-init/src/config.rs`).
+    #[error("`initrd.{field}` is 0 (root): the guest init only runs the payload as an unprivileged user and group")]
+    RootPayload {
+        /// `user` or `group`.
+        field: &'static str,
+    },
+    /// `/etc/cvmforge/init.json` would be larger than the guest init reads.
+    #[error("the init configuration (command and env) is {size} bytes; the guest init reads at most {limit}")]
+    InitConfigTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// An environment variable name is unusable.
     #[error("`initrd.env` has variable `{name}`: names must be non-empty and contain no `=` or NUL")]
     BadEnvName {
@@ -499,6 +515,16 @@ impl Recipe {
             if value.contains('\0') {
                 return Err(Problem::BadEnvValue { name: name.clone() });
             }
+        }
+        if self.initrd.user == 0 {
+            return Err(Problem::RootPayload { field: "user" });
+        }
+        if self.gid() == 0 {
+            return Err(Problem::RootPayload { field: "group" });
+        }
+        let size = crate::build::init_config(self).len();
+        if size > MAX_INIT_CONFIG_LEN {
+            return Err(Problem::InitConfigTooLarge { size, limit: MAX_INIT_CONFIG_LEN });
         }
         self.compression()?;
         for (field, path) in self.input_fields() {
@@ -667,6 +693,21 @@ mod tests {
         ));
         let zstd = MINIMAL.replace("init: i", "init: i\n  compression: zstd\n  compression_level: 22");
         assert!(matches!(parse(&zstd), Err(RecipeError::Invalid { problem: Problem::BadCompressionLevel { .. }, .. })));
+    }
+
+    #[test]
+    fn rejects_root_payload_user_or_group() {
+        let err = parse(&MINIMAL.replace("user: 1", "user: 0")).unwrap_err();
+        assert!(err.to_string().contains("`initrd.user` is 0 (root)"), "{err}");
+        let err = parse(&MINIMAL.replace("user: 1", "user: 1\n  group: 0")).unwrap_err();
+        assert!(err.to_string().contains("`initrd.group` is 0 (root)"), "{err}");
+    }
+
+    #[test]
+    fn rejects_init_config_over_64_kib() {
+        let big = format!("user: 1\n  env: {{BIG: {}}}", "x".repeat(70_000));
+        let err = parse(&MINIMAL.replace("user: 1", &big)).unwrap_err();
+        assert!(err.to_string().contains("the guest init reads at most 65536"), "{err}");
     }
 
     #[test]
