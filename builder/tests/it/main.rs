@@ -1,4 +1,5 @@
-//! The integration tests of the `cvmforge` binary: one test binary, one module per area.
+//! The one integration-test binary of the `cvmforge` crate: runs the built `cvmforge` binary and the library, and checks
+//! outputs, stderr and exit codes.
 
 // Helpers outside #[test] functions may unwrap too: a failure there is a test failure, not input handling.
 #![allow(clippy::unwrap_used)]
@@ -7,4 +8,6 @@ mod util;
 
 mod bad_input;
 mod build;
+mod id_block;
 mod reproducible;
+mod seal;
