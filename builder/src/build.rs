@@ -32,8 +32,6 @@ mod initrd;
 mod inputs;
 mod output;
 
-pub use initrd::init_config;
-
 /// Name of the compressed initrd in the output directory.
 pub const INITRD_FILE: &str = "initrd.img";
 /// Name of the kernel copy.

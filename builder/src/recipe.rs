@@ -522,7 +522,7 @@ impl Recipe {
         if self.gid() == 0 {
             return Err(Problem::RootPayload { field: "group" });
         }
-        let size = crate::build::init_config(self).len();
+        let size = self.init_config().len();
         if size > MAX_INIT_CONFIG_LEN {
             return Err(Problem::InitConfigTooLarge { size, limit: MAX_INIT_CONFIG_LEN });
         }
@@ -560,6 +560,23 @@ impl Recipe {
                 l => Err(Problem::BadCompressionLevel { algorithm: "zstd", level: l, expected: "1-19" }),
             },
         }
+    }
+
+    /// The exact bytes of `/etc/cvmforge/init.json` (read by `guest-init/src/config.rs`): compact, sorted-key JSON
+    /// plus a newline. `modules` stays empty until the build selects kernel modules.
+    pub fn init_config(&self) -> Vec<u8> {
+        let value = serde_json::json!({
+            "command": self.initrd.command,
+            "env": self.initrd.env,
+            "gid": self.gid(),
+            "modules": [],
+            "schema": "cvmforge-init/v1",
+            "uid": self.initrd.user,
+        });
+        // A JSON value of strings and integers always serializes.
+        let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
     }
 
     /// The gid the payload runs as.

@@ -26,21 +26,6 @@ pub(crate) struct InitrdOutcome {
     pub(crate) uncompressed_size: u64,
 }
 
-/// The exact bytes of `/etc/cvmforge/init.json`: compact, sorted-key JSON plus a newline.
-pub fn init_config(recipe: &Recipe) -> Vec<u8> {
-    let value = serde_json::json!({
-        "command": recipe.initrd.command,
-        "env": recipe.initrd.env,
-        "gid": recipe.gid(),
-        "modules": [],
-        "schema": "cvmforge-init/v1",
-        "uid": recipe.initrd.user,
-    });
-    let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
-}
-
 /// Everything [`write`] needs.
 pub(crate) struct InitrdJob<'a> {
     pub(crate) recipe: &'a Recipe,
@@ -61,7 +46,7 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
     let mut cpio = CpioWriter::new(HashWriter::new(encoder), job.recipe.source_date_epoch);
     let total = job.files.iter().map(|i| i.size).sum::<u64>() + job.init.size;
     progress.begin(Step::Initrd, total);
-    let config = init_config(job.recipe);
+    let config = job.recipe.init_config();
     let mut entries = Vec::with_capacity(job.layout.entries.len());
     for (name, entry) in &job.layout.entries {
         let record = match &entry.kind {
