@@ -296,4 +296,45 @@ mod tests {
         let r = recipe("  directories: [{path: /d}, {path: /d, mode: 0o700}]\n");
         assert!(matches!(Layout::from_recipe(&r), Err(Problem::Duplicate { path, .. }) if path == "/d"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn accepted_destinations_are_clean_absolute_paths(parts in proptest::collection::vec("(a|b|\\.|\\.\\.|)", 0..5)) {
+            let path = format!("/{}", parts.join("/"));
+            if check(&path).is_ok() {
+                proptest::prop_assert!(path.len() > 1);
+                for part in path[1..].split('/') {
+                    proptest::prop_assert!(!part.is_empty() && part != "." && part != "..", "{path}");
+                }
+            }
+        }
+
+        #[test]
+        fn every_entry_of_a_valid_layout_has_a_directory_parent(dsts in proptest::collection::vec("(/[ab]){1,3}", 1..6)) {
+            let files: Vec<String> = dsts.iter().map(|d| format!("{{src: s, dst: {d}}}")).collect();
+            let mut r = recipe("");
+            r.initrd.files = serde_norway::from_str(&format!("[{}]", files.join(", "))).unwrap();
+            r.initrd.command = vec![dsts[0].clone()];
+            // A conflict exists exactly when one dst repeats or is a parent directory of another.
+            let conflict = dsts.iter().enumerate().any(|(i, a)| {
+                dsts.iter().enumerate().any(|(j, b)| i != j && (a == b || b.starts_with(&format!("{a}/"))))
+            });
+            match Layout::from_recipe(&r) {
+                Ok(layout) => {
+                    proptest::prop_assert!(!conflict, "{dsts:?} was accepted");
+                    for path in layout.entries.keys() {
+                        if let Some(cut) = path.rfind('/').filter(|&c| c > 0) {
+                            let parent = &layout.entries[&path[..cut]];
+                            proptest::prop_assert!(matches!(parent.kind, Kind::Directory { .. }), "{path}");
+                        }
+                    }
+                    for d in &dsts {
+                        proptest::prop_assert!(layout.is_file_or_symlink(d));
+                    }
+                }
+                Err(Problem::Duplicate { .. }) => proptest::prop_assert!(conflict, "{dsts:?} was refused"),
+                Err(other) => proptest::prop_assert!(false, "{other}"),
+            }
+        }
+    }
 }

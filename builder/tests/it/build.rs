@@ -88,6 +88,10 @@ fn manifest_is_canonical_sorted_pretty_json() {
     // serde_json::Value (without preserve_order) sorts keys: the canonical form of the file's own content.
     let canonical = serde_json::to_string_pretty(&manifest(&tree)).unwrap() + "\n";
     assert_eq!(text, canonical);
+    // The library's reader accepts what the build wrote and writes the same bytes back.
+    let parsed = cvmforge::manifest::Manifest::from_json(&text).unwrap();
+    assert_eq!(parsed.to_json(), text);
+    assert_eq!(parsed.initrd.entries.len(), 13);
     assert!(text.find("\"cvmforge_version\"").unwrap() < text.find("\"schema\"").unwrap());
 }
 
