@@ -17,11 +17,11 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::bzimage::{BzImage, BzImageError};
-use crate::compress::{self, CompressorInfo};
+use crate::compress::{self, Compression, CompressorInfo};
 use crate::cpio::CpioError;
 use crate::lock::{Lock, LockError};
 use crate::manifest::{
-    InitrdRecord, InputRecord, KernelRecord, Manifest, Measurements, OutputRecord, RecipeRecord, MANIFEST_SCHEMA,
+    InitrdRecord, KernelRecord, Manifest, Measurements, OutputRecord, RecipeRecord, MANIFEST_SCHEMA,
 };
 use crate::recipe::dest::Layout;
 use crate::recipe::{LoadedRecipe, Problem, Recipe, RecipeError};
@@ -298,18 +298,64 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
 
 /// Builds, reporting progress to `progress`.
 pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    let checked = check(options, progress)?;
+    let parent = output::parent_of(&options.output)?;
+    let staging = output::staging(&parent)?;
+    let written = write_outputs(&checked, staging.path(), options.jobs.max(1), progress)?;
+    output::publish(staging, &options.output, &parent, checked.existing)?;
+    let status = if options.locked { "verified" } else { write_lock(&checked.lock_path, &checked.lock)? };
+    let manifest = written.manifest;
+    Ok(BuildReport {
+        schema_version: 1,
+        recipe: manifest.recipe,
+        output_dir: options.output.display().to_string(),
+        outputs: written.all_outputs,
+        initrd: InitrdSummary {
+            entries: manifest.initrd.entries.len(),
+            compression: manifest.initrd.compression,
+            uncompressed_sha256: manifest.initrd.uncompressed_sha256,
+            uncompressed_size: manifest.initrd.uncompressed_size,
+        },
+        kernel: manifest.kernel,
+        measurements: manifest.measurements,
+        lock: LockSummary { path: checked.lock_path.display().to_string(), status },
+    })
+}
+
+/// Everything known once the checks passed, before anything is written.
+struct Checked {
+    loaded: LoadedRecipe,
+    layout: Layout,
+    compression: Compression,
+    existing: output::Existing,
+    recipe_record: RecipeRecord,
+    inputs: Vec<inputs::Input>,
+    lock_path: PathBuf,
+    lock: Lock,
+    bzimage: BzImage,
+}
+
+/// The outcome of [`write_outputs`].
+struct Written {
+    manifest: Manifest,
+    /// Every file in the output directory, sorted by name.
+    all_outputs: Vec<OutputRecord>,
+}
+
+/// Every check that can refuse the build, in an order that writes nothing: recipe, output target, inputs, lock,
+/// kernel.
+fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, BuildError> {
     let loaded = Recipe::load(&options.recipe)?;
-    let recipe = &loaded.recipe;
-    let layout = Layout::from_recipe(recipe).map_err(|problem| invalid(&loaded, problem))?;
-    let compression = recipe.compression().map_err(|problem| invalid(&loaded, problem))?;
+    let layout = Layout::from_recipe(&loaded.recipe).map_err(|problem| invalid(&loaded, problem))?;
+    let compression = loaded.recipe.compression().map_err(|problem| invalid(&loaded, problem))?;
     let existing = output::check_target(&options.output, options.force)?;
     let root = inputs::tree_root(&loaded)?;
     let recipe_record = recipe_record(&loaded, &root)?;
-    let inputs = inputs::resolve_all(&loaded, &root, progress)?;
     let lock_path = Lock::path_for(&loaded.path);
     if lock_path == loaded.path {
         return Err(BuildError::RecipeNamedLikeLock { path: loaded.path.clone() });
     }
+    let inputs = inputs::resolve_all(&loaded, &root, progress)?;
     let mut lock = Lock::new(&lock_recipe_name(&loaded)?);
     lock.inputs = inputs::as_lock(&inputs);
     if options.locked {
@@ -322,65 +368,47 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
         let read = inputs.iter().map(|i| i.resolved.clone()).chain(std::iter::once(root.join(&recipe_record.path)));
         output::check_not_inside(&options.output, read)?;
     }
-    let kernel_input = find(&inputs, "kernel")?;
-    let bzimage = check_kernel(kernel_input)?;
+    let bzimage = check_kernel(find(&inputs, "kernel")?)?;
+    Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage })
+}
 
-    let parent = output::parent_of(&options.output)?;
-    let staging = output::staging(&parent)?;
-    let dir = staging.path();
-    let init = find(&inputs, "init")?;
-    let files =
-        recipe.initrd.files.iter().map(|f| find(&inputs, &format!("file:{}", f.dst))).collect::<Result<Vec<_>, _>>()?;
-    let job = initrd::InitrdJob { recipe, layout: &layout, init, files, compression, jobs: options.jobs.max(1) };
-    let initrd = initrd::write(&job, &dir.join(INITRD_FILE), progress)?;
-
-    let copies: Vec<(&inputs::Input, String)> = inputs
+/// Writes every output into the staging directory `dir`.
+fn write_outputs(c: &Checked, dir: &Path, jobs: usize, progress: &dyn Progress) -> Result<Written, BuildError> {
+    let recipe = &c.loaded.recipe;
+    let files = recipe
+        .initrd
+        .files
         .iter()
-        .filter_map(|i| match i.role.as_str() {
-            "kernel" => Some((i, KERNEL_FILE.to_string())),
-            role => role.strip_prefix("firmware:").map(|p| (i, format!("firmware-{p}.fd"))),
-        })
-        .collect();
-    progress.begin(Step::Copy, copies.iter().map(|(i, _)| i.size).sum());
-    for (input, name) in &copies {
-        copy_input(input, &dir.join(name), progress)?;
-    }
-    progress.end();
+        .map(|f| find(&c.inputs, &format!("file:{}", f.dst)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let init = find(&c.inputs, "init")?;
+    let job = initrd::InitrdJob { recipe, layout: &c.layout, init, files, compression: c.compression, jobs };
+    let initrd = initrd::write(&job, &dir.join(INITRD_FILE), progress)?;
+    let mut names = copy_inputs(&c.inputs, dir, progress)?;
     write_file(&dir.join(CMDLINE_FILE), recipe.kernel.cmdline.as_bytes())?;
 
     progress.begin(Step::Bundle, 0);
-    let mut names: Vec<String> = copies.into_iter().map(|(_, n)| n).collect();
     names.extend([INITRD_FILE.to_string(), CMDLINE_FILE.to_string()]);
     names.sort();
     let outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
-    let kernel = KernelRecord {
-        boot_protocol: bzimage.protocol_string(),
-        version: bzimage.kernel_version.clone(),
-        cmdline: recipe.kernel.cmdline.clone(),
-    };
-    let compressor = compress::describe(&compression);
     let manifest = Manifest {
         schema: MANIFEST_SCHEMA.to_string(),
         cvmforge_version: env!("CARGO_PKG_VERSION").to_string(),
-        recipe: recipe_record.clone(),
+        recipe: c.recipe_record.clone(),
         source_date_epoch: recipe.source_date_epoch,
-        inputs: inputs
-            .iter()
-            .map(|i| InputRecord {
-                role: i.role.clone(),
-                path: i.path.clone(),
-                sha256: hex::encode(i.sha256),
-                size: i.size,
-            })
-            .collect(),
-        outputs: outputs.clone(),
+        inputs: c.inputs.iter().map(inputs::Input::record).collect(),
+        outputs,
         initrd: InitrdRecord {
-            compression: compressor.clone(),
+            compression: compress::describe(&c.compression),
             uncompressed_sha256: hex::encode(initrd.uncompressed_sha256),
             uncompressed_size: initrd.uncompressed_size,
-            entries: initrd.entries.clone(),
+            entries: initrd.entries,
         },
-        kernel: kernel.clone(),
+        kernel: KernelRecord {
+            boot_protocol: c.bzimage.protocol_string(),
+            version: c.bzimage.kernel_version.clone(),
+            cmdline: recipe.kernel.cmdline.clone(),
+        },
         measurements: Measurements::default(),
         sealing: Default::default(),
     };
@@ -393,24 +421,24 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
     names.sort();
     let all_outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
     progress.end();
+    Ok(Written { manifest, all_outputs })
+}
 
-    output::publish(staging, &options.output, &parent, existing)?;
-    let status = if options.locked { "verified" } else { write_lock(&lock_path, &lock)? };
-    Ok(BuildReport {
-        schema_version: 1,
-        recipe: recipe_record,
-        output_dir: options.output.display().to_string(),
-        outputs: all_outputs,
-        initrd: InitrdSummary {
-            entries: initrd.entries.len(),
-            compression: compressor,
-            uncompressed_sha256: hex::encode(initrd.uncompressed_sha256),
-            uncompressed_size: initrd.uncompressed_size,
-        },
-        kernel,
-        measurements: Measurements::default(),
-        lock: LockSummary { path: lock_path.display().to_string(), status },
-    })
+/// Copies the kernel (`kernel`) and firmware (`firmware-<platform>.fd`); returns the names written.
+fn copy_inputs(inputs: &[inputs::Input], dir: &Path, progress: &dyn Progress) -> Result<Vec<String>, BuildError> {
+    let copies: Vec<(&inputs::Input, String)> = inputs
+        .iter()
+        .filter_map(|i| match i.role.as_str() {
+            "kernel" => Some((i, KERNEL_FILE.to_string())),
+            role => role.strip_prefix("firmware:").map(|p| (i, format!("firmware-{p}.fd"))),
+        })
+        .collect();
+    progress.begin(Step::Copy, copies.iter().map(|(i, _)| i.size).sum());
+    for (input, name) in &copies {
+        copy_input(input, &dir.join(name), progress)?;
+    }
+    progress.end();
+    Ok(copies.into_iter().map(|(_, n)| n).collect())
 }
 
 fn invalid(loaded: &LoadedRecipe, problem: Problem) -> BuildError {

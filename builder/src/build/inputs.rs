@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::hashing::{hash_reader, ProgressReader};
 use super::{BuildError, Progress, Step};
 use crate::lock::LockedInput;
+use crate::manifest::InputRecord;
 use crate::recipe::LoadedRecipe;
 
 /// One input file, resolved and hashed.
@@ -29,6 +30,16 @@ pub(crate) struct Input {
 }
 
 impl Input {
+    /// The manifest's record of this input.
+    pub(crate) fn record(&self) -> InputRecord {
+        InputRecord {
+            role: self.role.clone(),
+            path: self.path.clone(),
+            sha256: hex::encode(self.sha256),
+            size: self.size,
+        }
+    }
+
     /// The lock-file view of this input.
     pub(crate) fn locked(&self) -> LockedInput {
         LockedInput { path: self.path.clone(), sha256: hex::encode(self.sha256), size: self.size }
