@@ -132,6 +132,11 @@ impl KernelConfig {
 
     /// Extracts and parses the IKCONFIG configuration embedded in a bzImage.
     pub fn from_bzimage(bzimage: &[u8]) -> Result<KernelConfig, KconfigError> {
+        Ok(Self::from_bzimage_with_text(bzimage)?.0)
+    }
+
+    /// Like [`KernelConfig::from_bzimage`], also returning the extracted `.config` text (for its digest).
+    pub fn from_bzimage_with_text(bzimage: &[u8]) -> Result<(KernelConfig, Vec<u8>), KconfigError> {
         let payload = setup::payload(bzimage)?;
         let vmlinux = setup::decompress(payload, "kernel payload", setup::MAX_KERNEL_SIZE)?;
         let start = memchr::memmem::find(&vmlinux, IKCFG_START).ok_or(KconfigError::NoIkconfig)?;
@@ -140,7 +145,7 @@ impl KernelConfig {
         let len = memchr::memmem::find(tail, IKCFG_END).ok_or(KconfigError::UnterminatedIkconfig { offset: start })?;
         let blob = tail.get(..len).unwrap_or_default();
         let text = setup::read_bounded(flate2::read::GzDecoder::new(blob), "IKCONFIG", "gzip", MAX_CONFIG_SIZE)?;
-        Self::parse_bytes(&text)
+        Ok((Self::parse_bytes(&text)?, text))
     }
 
     /// The value of `name`, if the configuration mentions it.

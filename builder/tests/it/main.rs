@@ -3,3 +3,4 @@
 
 mod id_block;
 mod seal;
+mod sealing;
