@@ -2,5 +2,6 @@
 //! outputs, stderr and exit codes.
 
 mod id_block;
+mod inspect;
 mod seal;
 mod sealing;
