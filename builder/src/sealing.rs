@@ -11,7 +11,7 @@
 //! 4. every file and symlink of the initrd, modules included, is scanned for forbidden programs; the kernel command
 //!    line and the kernel configuration (the `kernel.config` file, else the kernel's IKCONFIG, else reported as
 //!    unavailable) are checked; required options built as modules must have their module loaded
-//!    ([`policy::Checker`]);
+//!    ([`crate::policy::Checker`]);
 //! 5. the recipe's waivers are applied; in strict mode any remaining violation fails the build, listing them all.
 //!
 //! Failures of steps 1–3 are hard errors: the image would not boot. Policy violations are errors only in strict
@@ -104,8 +104,8 @@ const MAX_SYMLINK_HOPS: usize = 40;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModulesSpec {
-    /// A module directory (`lib/modules/<release>`) or the root of an extracted linux-image package, relative to
-    /// the recipe (resolved by the recipe loader).
+    /// A module directory (`lib/modules/<release>`), a `lib/modules` directory, or the root of an extracted
+    /// linux-image package, relative to the recipe (resolved by the recipe loader).
     pub tree: String,
     /// Module names to load, with their dependencies.
     #[serde(default)]
@@ -548,9 +548,11 @@ fn kernel_config(inputs: &SealInputs<'_>) -> Result<(Option<KernelConfig>, Kerne
     }
 }
 
-/// The module directory for `release`: `tree` itself, or `tree/lib/modules/<release>` for a package root.
+/// The module directory for `release`: `tree` itself, `tree/<release>` when `tree` is a `lib/modules` directory,
+/// or `tree/lib/modules/<release>` for a package root.
 fn module_dir(tree: &Path, release: &str) -> Result<PathBuf, SealError> {
-    let lib_modules = tree.join("lib").join("modules");
+    let tree_is_modules = tree.file_name().is_some_and(|n| n == "modules") && tree.join(release).is_dir();
+    let lib_modules = if tree_is_modules { tree.to_path_buf() } else { tree.join("lib").join("modules") };
     if lib_modules.is_dir() {
         let dir = lib_modules.join(release);
         if dir.is_dir() {

@@ -310,6 +310,11 @@ fn modules_are_staged_in_load_order_and_cover_required_options() {
     assert_eq!(section["modules"]["modules"][1]["name"], "sev_guest");
     assert_eq!(section["modules"]["modules"][1]["source"], "kernel/drivers/virt/coco/sev-guest/sev-guest.ko");
 
+    // So is the lib/modules directory.
+    image.modules = Some((root.join("lib/modules"), vec!["sev-guest".into()]));
+    let outcome = image.check("/usr/bin/server").unwrap();
+    assert_eq!(outcome.init_modules, vec![expected[1].clone()]);
+
     // Without sev-guest loaded, CONFIG_SEV_GUEST=m is not covered.
     image.modules = Some((root.join("lib/modules").join(RELEASE), vec!["virtio_net".into()]));
     let outcome = image.check("/usr/bin/server").unwrap();
