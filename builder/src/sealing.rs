@@ -258,7 +258,7 @@ impl SealOutcome {
 #[non_exhaustive]
 pub enum SealError {
     /// A file could not be read.
-    #[error("cannot read {what} `{path}`: {source}")]
+    #[error("cannot read {what} `{path}`")]
     Io {
         /// What the file is (`init`, `kernel config`, `initrd file /usr/bin/x`).
         what: String,
@@ -268,7 +268,7 @@ pub enum SealError {
         source: io::Error,
     },
     /// The init or payload is not a valid x86-64 ELF file.
-    #[error("`{path}` in the initrd is not a valid x86-64 ELF executable: {source}")]
+    #[error("`{path}` in the initrd is not a valid x86-64 ELF executable")]
     Elf {
         /// Initrd path.
         path: String,
@@ -321,7 +321,7 @@ pub enum SealError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     /// The `kernel.config` file does not parse.
-    #[error("kernel config `{path}`: {source}")]
+    #[error("kernel config `{path}`")]
     Kconfig {
         /// The file.
         path: PathBuf,
@@ -542,10 +542,21 @@ fn kernel_config(inputs: &SealInputs<'_>) -> Result<(Option<KernelConfig>, Kerne
             Ok((Some(config), KernelConfigReport { source: "ikconfig", sha256: sha(&text), reason: None }))
         }
         Err(err) => {
-            let reason = format!("kernel.config is not set and the kernel's IKCONFIG cannot be read: {err}");
+            let reason = format!("kernel.config is not set and the kernel's IKCONFIG cannot be read: {}", chain(&err));
             Ok((None, KernelConfigReport { source: "unavailable", sha256: None, reason: Some(reason) }))
         }
     }
+}
+
+/// An error and its sources, joined with `: ` (for a reason recorded as text in the manifest).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 /// The module directory for `release`: `tree` itself, `tree/<release>` when `tree` is a `lib/modules` directory,

@@ -23,6 +23,17 @@ const GOOD_CMDLINE: &str = "console=ttyS0 panic=-1 lockdown=confidentiality";
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 const SEALED_CONFIG: &str = include_str!("../../../kernel-config/sealed-guest.config");
 
+/// The error with its sources, as the CLI prints them (one `caused by:` each), joined with `: `.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
 fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -174,7 +185,11 @@ fn rejects_init_that_is_not_elf() {
     let image = Image::new(&executable(None));
     std::fs::write(&image.init, b"#!/bin/sh\nexec /usr/bin/server\n").unwrap();
     let err = image.check("/usr/bin/server").unwrap_err();
-    assert!(err.to_string().starts_with("`/init` in the initrd is not a valid x86-64 ELF executable: "), "{err}");
+    assert_eq!(
+        chain(&err),
+        "`/init` in the initrd is not a valid x86-64 ELF executable: not an ELF file: starts with [23, 21, 2f, 62], \
+         expected 7f 45 4c 46 (`\\x7fELF`)"
+    );
 }
 
 #[test]
@@ -408,7 +423,7 @@ fn rejects_unparsable_config_file() {
     std::fs::write(image.config.as_ref().unwrap(), "CONFIG_A=y\nnot a config line\n").unwrap();
     let err = image.check("/usr/bin/server").unwrap_err();
     assert!(err.to_string().starts_with("kernel config `"), "{err}");
-    assert!(err.to_string().ends_with("kernel.config`: line 2: `not a config line` is not a kernel config line (expected `CONFIG_NAME=value` or `# CONFIG_NAME is not set`)"), "{err}");
+    assert!(chain(&err).ends_with("kernel.config`: line 2: `not a config line` is not a kernel config line (expected `CONFIG_NAME=value` or `# CONFIG_NAME is not set`)"), "{err}");
 }
 
 /// The recipe sections parse as documented (the lead embeds them in the recipe's `kernel:` and top level).
