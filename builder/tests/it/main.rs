@@ -11,4 +11,6 @@ mod build;
 mod id_block;
 mod reproducible;
 mod run;
+mod inspect;
 mod seal;
+mod sealing;
