@@ -5,6 +5,8 @@
 //! here, sha256 checked against the fixtures README), the kernel and initrd of
 //! `measurements/tests/data/make-inputs.py` (rebuilt below), and `measurements/tests/data/svsm-synthetic.bin`.
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a failure here is a test failure")]
+
 use std::path::PathBuf;
 
 use cvmforge_measure::snp::guest::{self, GuestError, LaunchDigest, Mode, SnpMeasurementArgs};
