@@ -295,8 +295,9 @@ fn sections_len(count: u32) -> usize {
     usize::try_from(count).unwrap_or(0)
 }
 
+/// Synthetic firmware images for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod synth {
     use super::*;
     use crate::firmware_table::synth::firmware_with_table;
 
@@ -335,6 +336,12 @@ mod tests {
         let pos = fw.windows(16).rposition(|w| w == guid).unwrap();
         fw[pos - 6..pos - 2].copy_from_slice(&off.to_le_bytes());
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::synth::{set_metadata_offset, synth_firmware};
+    use super::*;
 
     #[test]
     fn parses_synthetic_metadata() {
