@@ -163,6 +163,32 @@ def random_config(i: int, rng: random.Random, files: dict, ovmf_hashes: dict) ->
     return args
 
 
+def edge_configs(files: dict) -> list:
+    """Fixed spellings that a naive port gets wrong: Python int() rules, repeated and abbreviated options."""
+    amd = str(files["OVMF.amdsev.fd"])
+    return [
+        ["--mode", "snp", "--vcpus", "2", "--vcpus", "3", "--vcpu-sig", "-1", "--ovm", amd],
+        ["--mode", "snp", "--vcpus=-2", "--vcpu-family", "-3", "--vcpu-model", "1", "--vcpu-stepping", "1", "--ovmf", amd],
+        ["--mode", "seves", "--vcpus", " 2 ", "--vcpu-sig", "0X_a0_0f11", "--guest-features", "-1", "--ovmf", amd],
+        ["--mode", "snp", "--vcpus", "1_6", "--vcpu-sig", "0o17", "--guest-features", "0b100001", "--ovmf", amd],
+        ["--mode", "snp", "--vcpus", "4", "--vcpu-sig", "012", "--ovmf", amd],
+        ["--mode", "snp", "--vcpus", "4", "--vcpu-sig", "0", "--vcpu-type", "EPYC-Turin", "--ovmf", amd],
+        ["--mode", "snp", "--vcpus", "4", "--vcpu-family", "0", "--vcpu-sig", "7", "--ovmf", amd],
+        ["--mode", "snp", "--vcpus", "4", "--vcpu-family", "25", "--ovmf", amd],
+        ["--mode", "snp", "--vcpus", "4", "--vcpu-type", "EPYC", "--ovmf", amd, "--kernel", "", "--initrd", ""],
+        ["--mode", "snp", "--vcpus", "4", "--vcpu-type", "EPYC", "--ovmf", amd, "--append="],
+        ["--mode", "snp", "--vcpus", "4", "--vcpu-type", "EPYC", "--ovmf", amd, "--snp-ovmf-hash", ""],
+        ["--mode", "snp", "--vcpus", "1", "--vcpu-type", "EPYC", "--ovmf", str(files["OVMF.fd"]), "--vmm-type", "qemu"],
+        ["--mode", "snp:ovmf-hash", "--ovmf", amd, "--vmm-type", "bogus", "--initrd", amd],
+        ["--mode", "snp:svsm", "--vcpus", "2", "--vcpu-sig", "1", "--ovmf", amd, "--svsm", str(files["svsm.bin"]),
+         "--vars-size", "-4096"],
+        ["--mode", "snp:svsm", "--vcpus", "2", "--vcpu-sig", "1", "--ovmf", amd, "--svsm", str(files["svsm.bin"]),
+         "--vars-size", "0"],
+        ["--mode", "snp:svsm", "--vcpus", "2", "--vcpu-sig", "1", "--vmm-type", "ec2", "--ovmf", amd,
+         "--svsm", str(files["svsm.bin"]), "--vars-size", "4096"],
+    ]
+
+
 def run_one(cmd: list, cwd: Path):
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=300)
     dumps = {p.name: p.read_bytes() for p in sorted(cwd.glob("vmsa*.bin"))}
@@ -209,7 +235,7 @@ def main() -> int:
             out = subprocess.run([str(reference), "--mode", "snp:ovmf-hash", "--ovmf", str(files[fw])],
                                  capture_output=True, check=True, text=True)
             ovmf_hashes[fw] = out.stdout.strip()
-        configs = [random_config(i, rng, files, ovmf_hashes) for i in range(opts.count)]
+        configs = [random_config(i, rng, files, ovmf_hashes) for i in range(opts.count)] + edge_configs(files)
         with concurrent.futures.ThreadPoolExecutor(max_workers=opts.jobs) as pool:
             results = list(pool.map(lambda ia: compare(ia[0], ia[1], reference, ours, work), enumerate(configs)))
         for i, (args, (ref_ok, problem)) in enumerate(zip(configs, results)):

@@ -5,6 +5,7 @@
 //! reference: `--vcpus 1-64` / `--vcpus 1,2,4` (a table computed in one pass), `--json`, and `--explain`.
 //! Spec: `docs/specs/snp-launch-digest.md`.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ const MODE_NAMES: [&str; 5] = ["sev", "seves", "snp", "snp:ovmf-hash", "snp:svsm
   cvmforge measure snp --vcpus 1-64 --vcpu-type EPYC-Milan --ovmf OVMF.amdsev.fd --json
   cvmforge measure snp --vcpus 2 --vcpu-sig 0xa00f11 --vmm-type ec2 --ovmf OVMF.amdsev.fd --explain
   cvmforge measure snp --mode snp:ovmf-hash --ovmf OVMF.amdsev.fd")]
+#[command(args_override_self = true, infer_long_args = true)]
 pub struct Args {
     /// The options (boxed: they are many, and the subcommand enum should stay small).
     #[command(flatten)]
@@ -46,22 +48,22 @@ pub struct Opts {
     #[arg(long, default_value = "snp", value_parser = MODE_NAMES)]
     pub mode: String,
     /// Number of guest vCPUs: N, a range A-B, or a list A,B,C (a range or list prints one digest per count).
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub vcpus: Option<String>,
     /// Type of guest vCPU (QEMU CPU model).
     #[arg(long, value_name = "CPUTYPE", value_parser = VcpuType::names().collect::<Vec<_>>())]
     pub vcpu_type: Option<String>,
     /// Guest vCPU signature value (CPUID Fn0000_0001_EAX), e.g. 0xa00f11.
-    #[arg(long, value_name = "VALUE")]
+    #[arg(long, allow_negative_numbers = true, value_name = "VALUE")]
     pub vcpu_sig: Option<String>,
     /// Guest vCPU family (with --vcpu-model and --vcpu-stepping).
-    #[arg(long, value_name = "FAMILY")]
+    #[arg(long, allow_negative_numbers = true, value_name = "FAMILY")]
     pub vcpu_family: Option<String>,
     /// Guest vCPU model.
-    #[arg(long, value_name = "MODEL")]
+    #[arg(long, allow_negative_numbers = true, value_name = "MODEL")]
     pub vcpu_model: Option<String>,
     /// Guest vCPU stepping.
-    #[arg(long, value_name = "STEPPING")]
+    #[arg(long, allow_negative_numbers = true, value_name = "STEPPING")]
     pub vcpu_stepping: Option<String>,
     /// Type of guest VMM (QEMU, ec2, gce).
     #[arg(long, value_name = "VMMTYPE", default_value = "QEMU")]
@@ -71,15 +73,15 @@ pub struct Opts {
     pub ovmf: PathBuf,
     /// Kernel file to calculate the hash from.
     #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
+    pub kernel: Option<OsString>,
     /// Initrd file to calculate the hash from (use with --kernel).
     #[arg(long, value_name = "PATH")]
-    pub initrd: Option<PathBuf>,
+    pub initrd: Option<OsString>,
     /// Kernel command line to calculate the hash from (use with --kernel).
     #[arg(long, value_name = "CMDLINE", allow_hyphen_values = false)]
     pub append: Option<String>,
     /// Guest kernel features expected in SEV_FEATURES (default 0x1).
-    #[arg(long, value_name = "VALUE", default_value = "0x1")]
+    #[arg(long, allow_negative_numbers = true, value_name = "VALUE", default_value = "0x1")]
     pub guest_features: String,
     /// Measurement output format.
     #[arg(long, default_value = "hex", value_parser = ["hex", "base64"])]
@@ -92,13 +94,13 @@ pub struct Opts {
     pub dump_vmsa: bool,
     /// SVSM binary (snp:svsm mode).
     #[arg(long, value_name = "PATH")]
-    pub svsm: Option<PathBuf>,
+    pub svsm: Option<OsString>,
     /// Size of the OVMF_VARS file in bytes (snp:svsm mode; conflicts with --vars-file).
-    #[arg(long, value_name = "SIZE", conflicts_with = "vars_file")]
+    #[arg(long, allow_negative_numbers = true, value_name = "SIZE", conflicts_with = "vars_file")]
     pub vars_size: Option<String>,
     /// OVMF_VARS file (snp:svsm mode; conflicts with --vars-size).
     #[arg(long, value_name = "PATH")]
-    pub vars_file: Option<PathBuf>,
+    pub vars_file: Option<OsString>,
     /// List every page update with the running digest (SNP modes).
     #[arg(long)]
     pub explain: bool,
@@ -245,8 +247,9 @@ fn vcpu_sig(args: &Opts, ints: &Ints, mode: Mode, vmm: VmmType) -> anyhow::Resul
 }
 
 /// A path given as an empty string is "absent" to the reference (Python truthiness).
-fn given(path: &Option<PathBuf>) -> Option<&Path> {
-    path.as_deref().filter(|p| !p.as_os_str().is_empty())
+/// (The options are `OsString`, not `PathBuf`, because clap's path parser refuses an empty value.)
+fn given(path: &Option<OsString>) -> Option<&Path> {
+    path.as_deref().filter(|p| !p.is_empty()).map(Path::new)
 }
 
 fn hash_file(path: &Path) -> anyhow::Result<Sha256Digest> {
@@ -313,7 +316,8 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let ovmf = fs_err::read(&args.ovmf)?;
-    let svsm = args.svsm.as_deref().filter(|_| mode == Mode::SnpSvsm).map(fs_err::read).transpose()?;
+    let svsm =
+        args.svsm.as_deref().filter(|_| mode == Mode::SnpSvsm).map(|p| fs_err::read(Path::new(p))).transpose()?;
     let mut margs = SnpMeasurementArgs::new(mode, &ovmf, sig);
     margs.kernel = kernel;
     margs.guest_features = wrap_u64(ints.features);
