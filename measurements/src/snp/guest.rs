@@ -5,6 +5,20 @@
 //!
 //! VMSA pages come last in every mode, so [`launch_digests`] measures the shared prefix once and extends it one
 //! vCPU at a time, recording the digest at each requested count.
+//!
+//! # Example
+//!
+//! ```
+//! use cvmforge_measure::snp::guest::{launch_digest, Mode, SnpMeasurementArgs};
+//! use cvmforge_measure::snp::sev_hashes::sha256;
+//!
+//! // Plain SEV without a kernel measures the firmware file alone: its SHA-256.
+//! let firmware = vec![0u8; 8192];
+//! let args = SnpMeasurementArgs::new(Mode::Sev, &firmware, 0);
+//! let digest = launch_digest(&args, 1)?;
+//! assert_eq!(digest.as_bytes(), &sha256(&firmware)[..]);
+//! # Ok::<(), cvmforge_measure::snp::guest::GuestError>(())
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
