@@ -311,13 +311,18 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     if args.dump_vmsa && mode == Mode::Sev {
         return Err(usage("--dump-vmsa is not available in mode `sev`"));
     }
-    let kernel = match given(&args.kernel) {
-        Some(k) => Some(kernel_hashes(k, given(&args.initrd), args.append.as_deref())?),
-        None => None,
-    };
-    let ovmf = fs_err::read(&args.ovmf)?;
-    let svsm =
-        args.svsm.as_deref().filter(|_| mode == Mode::SnpSvsm).map(|p| fs_err::read(Path::new(p))).transpose()?;
+    // Kernel and initrd are hashed on their own threads while this one reads the firmware.
+    let (kernel, ovmf, svsm) = std::thread::scope(|s| -> anyhow::Result<_> {
+        let (initrd, append) = (given(&args.initrd), args.append.as_deref());
+        let hashing = given(&args.kernel).map(|k| s.spawn(move || kernel_hashes(k, initrd, append)));
+        let ovmf = fs_err::read(&args.ovmf);
+        let svsm = args.svsm.as_deref().filter(|_| mode == Mode::SnpSvsm).map(|p| fs_err::read(Path::new(p)));
+        let kernel = match hashing {
+            Some(h) => Some(h.join().map_err(|_| anyhow::anyhow!("bug: the kernel hashing thread panicked"))??),
+            None => None,
+        };
+        Ok((kernel, ovmf?, svsm.transpose()?))
+    })?;
     let mut margs = SnpMeasurementArgs::new(mode, &ovmf, sig);
     margs.kernel = kernel;
     margs.guest_features = wrap_u64(ints.features);
@@ -378,6 +383,12 @@ struct Report {
     schema_version: u32,
     mode: &'static str,
     vmm_type: &'static str,
+    /// The `rdx` value of the VMSAs (CPUID signature), lowercase hex.
+    vcpu_sig: String,
+    /// SEV_FEATURES of the SNP VMSAs, lowercase hex.
+    guest_features: String,
+    /// `hex` or `base64`: how `digest` is written.
+    output_format: String,
     digests: Vec<DigestRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pages: Option<Vec<PageRow>>,
@@ -412,6 +423,9 @@ fn render(
             schema_version: 1,
             mode: mode.name(),
             vmm_type: margs.vmm.name(),
+            vcpu_sig: format!("{:#x}", margs.vcpu_sig),
+            guest_features: format!("{:#x}", margs.guest_features),
+            output_format: format.to_owned(),
             digests: digests.iter().map(|(n, d)| DigestRow { vcpus: *n, digest: encode(d, format) }).collect(),
             pages: pages.as_deref().map(|p| p.iter().map(page_row).collect()),
         };
