@@ -208,3 +208,38 @@ fn rejects_ovmf_hash_outside_snp_mode() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("only works in mode `snp`"), "{}", stderr(&o));
 }
+
+#[test]
+fn help_lists_every_reference_option_and_examples() {
+    let env = Env::new();
+    let o = env.measure(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = stdout(&o);
+    // The options of `sev-snp-measure --help` (0.0.13), same spelling.
+    for opt in [
+        "-v, --verbose",
+        "--mode",
+        "--vcpus",
+        "--vcpu-type",
+        "--vcpu-sig",
+        "--vcpu-family",
+        "--vcpu-model",
+        "--vcpu-stepping",
+        "--vmm-type",
+        "--ovmf",
+        "--kernel",
+        "--initrd",
+        "--append",
+        "--guest-features",
+        "--output-format",
+        "--snp-ovmf-hash",
+        "--dump-vmsa",
+        "--svsm",
+        "--vars-size",
+        "--vars-file",
+        "--explain",
+    ] {
+        assert!(help.contains(opt), "--help lacks `{opt}`:\n{help}");
+    }
+    assert!(help.contains("Examples:\n  cvmforge measure snp"), "{help}");
+}
