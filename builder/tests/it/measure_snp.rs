@@ -243,3 +243,30 @@ fn help_lists_every_reference_option_and_examples() {
     }
     assert!(help.contains("Examples:\n  cvmforge measure snp"), "{help}");
 }
+
+#[test]
+fn explain_json_lists_pages() {
+    let env = Env::new();
+    let o = env.run(&[
+        "--json",
+        "measure",
+        "snp",
+        "--vcpus",
+        "4",
+        "--vcpu-type",
+        "EPYC-v4",
+        "--ovmf",
+        "OVMF.amdsev.fd",
+        "--explain",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pages = v["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 1024 + 47 + 4);
+    assert_eq!(pages[0]["gpa"], "0xffc00000");
+    assert_eq!(pages[0]["page_type"], "normal");
+    assert_eq!(pages[1024 + 9 + 3]["page_type"], "secrets");
+    assert_eq!(pages[1074]["region"], "vmsa[3]");
+    assert_eq!(pages[1074]["digest"], SNP_4_EPYC_V4);
+    assert_eq!(v["digests"][0]["digest"], SNP_4_EPYC_V4);
+}

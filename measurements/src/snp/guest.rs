@@ -611,6 +611,14 @@ mod tests {
     }
 
     #[test]
+    fn parallel_page_hashing_equals_serial() {
+        let data: Vec<u8> = (0..(3 << 20) + 8192).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let serial: Vec<Sha384> = data.chunks(PAGE_SIZE).map(Sha384::of).collect();
+        assert_eq!(page_digests(&data), serial);
+        assert_eq!(page_digests(&data[..8192]), serial[..2]);
+    }
+
+    #[test]
     fn streaming_table_equals_separate_runs() {
         let fw = base();
         for mode in [Mode::SevEs, Mode::Snp] {
