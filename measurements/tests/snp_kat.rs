@@ -75,6 +75,7 @@ fn amdsev_firmware_matches_the_spec_facts() {
     let fw = Firmware::parse(amdsev()).unwrap();
     assert_eq!(fw.sev_es_reset_eip().unwrap(), 0x80b004);
     assert_eq!(fw.sev_hashes_table_gpa().unwrap(), 0x810c00);
+    assert_eq!(fw.sev_hashes_table_location().unwrap().0, 0x810c00);
     let got: Vec<(SectionType, u32, u32)> =
         fw.sections().iter().map(|s| (s.section_type().unwrap(), s.gpa, s.size)).collect();
     assert_eq!(

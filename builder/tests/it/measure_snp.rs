@@ -270,3 +270,40 @@ fn explain_json_lists_pages() {
     assert_eq!(pages[1074]["digest"], SNP_4_EPYC_V4);
     assert_eq!(v["digests"][0]["digest"], SNP_4_EPYC_V4);
 }
+
+/// With a real kernel (`CVMFORGE_TEST_KERNEL`, e.g. a Debian `vmlinuz`) and the reference
+/// (`CVMFORGE_SNP_REFERENCE`, the path of `sev-snp-measure` 0.0.13), both tools must print the same digest in every
+/// mode. Skipped, with a printed reason, when either variable is unset.
+#[test]
+fn real_kernel_matches_the_reference_when_available() {
+    let (Some(kernel), Some(reference)) =
+        (std::env::var_os("CVMFORGE_TEST_KERNEL"), std::env::var_os("CVMFORGE_SNP_REFERENCE"))
+    else {
+        eprintln!("skipped: set CVMFORGE_TEST_KERNEL and CVMFORGE_SNP_REFERENCE to compare on a real kernel");
+        return;
+    };
+    let env = Env::new();
+    let kernel = kernel.to_str().unwrap().to_owned();
+    for mode in ["sev", "seves", "snp"] {
+        let args = [
+            "--mode",
+            mode,
+            "--vcpus",
+            "8",
+            "--vcpu-type",
+            "EPYC-Genoa",
+            "--ovmf",
+            "OVMF.amdsev.fd",
+            "--kernel",
+            &kernel,
+            "--initrd",
+            "initrd",
+            "--append",
+            "console=ttyS0 root=/dev/vda",
+        ];
+        let ours = env.measure(&args);
+        let theirs = Command::new(&reference).current_dir(env.path()).args(args).output().unwrap();
+        assert_eq!(theirs.status.code(), Some(0), "{}", stderr(&theirs));
+        assert_eq!(stdout(&ours), stdout(&theirs), "mode {mode}");
+    }
+}

@@ -201,7 +201,7 @@ impl<'a> Firmware<'a> {
             .ok()
             .and_then(|o| len.checked_sub(o))
             .ok_or(OvmfError::MetadataOffset { offset_from_end, len })?;
-        let mut header = Reader::at(self.data, "SEV metadata header", start as u64)?;
+        let mut header = Reader::at(self.data, "SEV metadata header", u64::try_from(start).unwrap_or(u64::MAX))?;
         let signature: [u8; 4] = header.array("SEV metadata signature")?;
         let size = header.u32_le("SEV metadata size")?;
         let version = header.u32_le("SEV metadata version")?;
@@ -279,6 +279,18 @@ impl<'a> Firmware<'a> {
         self.table_u32(SEV_HASH_TABLE_RV, "SEV kernel hashes table")
     }
 
+    /// The kernel hashes table's guest-physical address and size, as the firmware declares them.
+    pub fn sev_hashes_table_location(&self) -> Result<(u32, u32), OvmfError> {
+        let name = "SEV kernel hashes table";
+        let entry = match &self.table {
+            Some(table) => table.require(SEV_HASH_TABLE_RV, name)?,
+            None => return Err(TableError::MissingEntry { guid: SEV_HASH_TABLE_RV, name }.into()),
+        };
+        let mut r = Reader::at(self.data, name, u64::try_from(entry.offset).unwrap_or(u64::MAX))?
+            .sub(name, entry.data.len())?;
+        Ok((r.u32_le("SEV kernel hashes table gpa")?, r.u32_le("SEV kernel hashes table size")?))
+    }
+
     /// True when the firmware declares a non-zero hashes-table address (needed to measure a kernel under SEV/SEV-ES).
     pub fn sev_hashes_table_supported(&self) -> bool {
         matches!(self.sev_hashes_table_gpa(), Ok(gpa) if gpa != 0)
@@ -349,6 +361,7 @@ mod tests {
         let parsed = Firmware::parse(&fw).unwrap();
         assert_eq!(parsed.sev_es_reset_eip().unwrap(), 0xffff_b004);
         assert_eq!(parsed.sev_hashes_table_gpa().unwrap(), 0xffff_0c00);
+        assert_eq!(parsed.sev_hashes_table_location().unwrap(), (0xffff_0c00, 0x400));
         assert_eq!(parsed.sections().len(), 2);
         assert_eq!(parsed.sections()[1].section_type().unwrap(), SectionType::SnpKernelHashes);
         assert!(parsed.has_section(SectionType::SnpKernelHashes));

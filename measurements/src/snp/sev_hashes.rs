@@ -91,6 +91,14 @@ impl KernelHashes {
         KernelHashes { kernel, initrd: initrd.unwrap_or_else(|| sha256(b"")), cmdline: cmdline_sha256(append) }
     }
 
+    /// Hashes a kernel, an optional initrd and the command line from readers (for callers that do not hash them
+    /// on separate threads themselves; see [`sha256_reader`]).
+    pub fn from_readers(kernel: impl Read, initrd: Option<impl Read>, append: Option<&str>) -> io::Result<Self> {
+        let kernel = sha256_reader(kernel)?;
+        let initrd = initrd.map(sha256_reader).transpose()?;
+        Ok(Self::new(kernel, initrd, append))
+    }
+
     /// The padded 176-byte table.
     pub fn table(&self) -> [u8; PADDED_TABLE_LEN] {
         let mut out = [0u8; PADDED_TABLE_LEN];
@@ -152,6 +160,12 @@ mod tests {
     fn reader_hash_equals_slice_hash() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| i.to_le_bytes()[0] ^ 0x5a).collect();
         assert_eq!(sha256_reader(&data[..]).unwrap(), sha256(&data));
+    }
+
+    #[test]
+    fn readers_equal_precomputed_digests() {
+        let from_readers = KernelHashes::from_readers(&b"kernel"[..], Some(&b""[..]), Some("a")).unwrap();
+        assert_eq!(from_readers, KernelHashes::new(sha256(b"kernel"), None, Some("a")));
     }
 
     #[test]
