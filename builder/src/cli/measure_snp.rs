@@ -410,7 +410,7 @@ fn render(
     ovmf_hash_mode: bool,
 ) -> anyhow::Result<ExitCode> {
     let list = counts.list();
-    let digests = guest::launch_digests(margs, &list)?;
+    let digests = guest::launch_digests(margs, &list).map_err(with_hint)?;
     let format = if ovmf_hash_mode { "hex" } else { args.output_format.as_str() };
     let pages = if args.explain {
         let max = list.iter().copied().max().unwrap_or(0);
@@ -463,6 +463,20 @@ fn render(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds what to do about the refusals users meet most (docs/specs/snp-launch-digest.md, "What users trip on").
+fn with_hint(err: guest::GuestError) -> anyhow::Error {
+    let hint = match &err {
+        guest::GuestError::NoKernelHashesSection | guest::GuestError::KernelHashesUnsupported => {
+            "use a firmware built from OvmfPkg/AmdSev (e.g. Debian's OVMF.amdsev.fd) loaded with `-bios`, and start \
+             QEMU with `kernel-hashes=on`"
+        }
+        guest::GuestError::NoApResetEip { .. } => "this firmware supports one vCPU only under SEV-ES/SNP",
+        _ => return err.into(),
+    };
+    // `Hinted` must be the error itself (not a context layer) for `cli::report_error` to find the hint.
+    Hinted { message: err.to_string(), hint: hint.into() }.into()
 }
 
 fn page_row(p: &PageUpdate) -> PageRow {

@@ -165,6 +165,7 @@ fn rejects_kernel_with_generic_firmware() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
     assert!(stderr(&o).contains("no SNP_KERNEL_HASHES section"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("\nhint: use a firmware built from OvmfPkg/AmdSev"), "{}", stderr(&o));
 }
 
 #[test]
