@@ -10,8 +10,10 @@ mod bad_input;
 mod build;
 mod id_block;
 mod inspect;
+mod measure_snp;
 mod reproducible;
 mod run;
 mod seal;
 mod sealed_build;
 mod sealing;
+
