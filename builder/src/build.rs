@@ -30,7 +30,10 @@ use crate::tar::{TarError, TarWriter};
 mod hashing;
 mod initrd;
 mod inputs;
+pub mod measure;
 mod output;
+
+pub use measure::MeasureError;
 
 /// Name of the compressed initrd in the output directory.
 pub const INITRD_FILE: &str = "initrd.img";
@@ -71,6 +74,8 @@ pub enum Step {
     Initrd,
     /// Copying the kernel and firmware.
     Copy,
+    /// Computing the launch measurements.
+    Measure,
     /// Writing the manifest and the bundle.
     Bundle,
 }
@@ -81,6 +86,7 @@ impl std::fmt::Display for Step {
             Step::HashInputs => "hashing inputs",
             Step::Initrd => "writing initrd",
             Step::Copy => "copying kernel and firmware",
+            Step::Measure => "measuring",
             Step::Bundle => "writing bundle",
         })
     }
@@ -117,11 +123,12 @@ pub struct BuildReport {
     pub initrd: InitrdSummary,
     /// The kernel.
     pub kernel: KernelRecord,
-    /// Launch measurements (none until the measurement step is wired in).
+    /// Launch measurements, one entry per platform, shape and vCPU count (as in the manifest).
     pub measurements: Measurements,
     /// The lock file.
     pub lock: LockSummary,
-    /// Sealing warnings: unwaived violations (outside strict mode), unused waivers.
+    /// Sealing warnings (unwaived violations outside strict mode, unused waivers), then measurement warnings
+    /// (a guest policy that allows debugging or a migration agent, ...).
     pub warnings: Vec<String>,
 }
 
@@ -237,6 +244,9 @@ pub enum BuildError {
         /// As written in the recipe.
         path: String,
     },
+    /// A VM shape cannot be measured (boxed: the measurement errors are large and rare).
+    #[error(transparent)]
+    Measure(Box<MeasureError>),
     /// The kernel is not a usable bzImage.
     #[error("kernel `{path}` cannot be used")]
     Kernel {
@@ -298,6 +308,12 @@ pub enum BuildError {
     },
 }
 
+impl From<MeasureError> for BuildError {
+    fn from(error: MeasureError) -> Self {
+        BuildError::Measure(Box::new(error))
+    }
+}
+
 /// Builds without progress reporting.
 pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     build_with_progress(options, &NoProgress)
@@ -311,7 +327,7 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
     let written = write_outputs(&checked, staging.path(), options.jobs.max(1), progress)?;
     output::publish(staging, &options.output, &parent, checked.existing)?;
     let status = if options.locked { "verified" } else { write_lock(&checked.lock_path, &checked.lock)? };
-    let manifest = written.manifest;
+    let manifest = written.manifest.clone();
     Ok(BuildReport {
         schema_version: 1,
         recipe: manifest.recipe,
@@ -326,7 +342,7 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
         kernel: manifest.kernel,
         measurements: manifest.measurements,
         lock: LockSummary { path: checked.lock_path.display().to_string(), status },
-        warnings: checked.sealed.warnings.clone(),
+        warnings: checked.sealed.warnings.iter().chain(&written.warnings).cloned().collect(),
     })
 }
 
@@ -343,6 +359,8 @@ struct Checked {
     bzimage: BzImage,
     /// The sealing checks' outcome (policy report, staged kernel modules).
     sealed: crate::sealing::SealOutcome,
+    /// The validated VM shapes to measure.
+    plan: measure::Plan,
 }
 
 /// The outcome of [`write_outputs`].
@@ -350,12 +368,15 @@ struct Written {
     manifest: Manifest,
     /// Every file in the output directory, sorted by name.
     all_outputs: Vec<OutputRecord>,
+    /// Warnings of the measurement step.
+    warnings: Vec<String>,
 }
 
 /// Every check that can refuse the build, in an order that writes nothing: recipe, output target, inputs, lock,
 /// kernel.
 fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, BuildError> {
     let loaded = Recipe::load(&options.recipe)?;
+    let plan = measure::plan(&loaded)?;
     let mut layout = Layout::from_recipe(&loaded.recipe).map_err(|problem| invalid(&loaded, problem))?;
     let compression = loaded.recipe.compression().map_err(|problem| invalid(&loaded, problem))?;
     let existing = output::check_target(&options.output, options.force)?;
@@ -381,7 +402,7 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
     let bzimage = check_kernel(find(&inputs, "kernel")?)?;
     let sealed = seal(&loaded, &root, &layout, &inputs, options.strict)?;
     layout.add_modules(&sealed.module_files).map_err(|problem| invalid(&loaded, problem))?;
-    Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage, sealed })
+    Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage, sealed, plan })
 }
 
 /// Writes every output into the staging directory `dir`.
@@ -400,10 +421,13 @@ fn write_outputs(c: &Checked, dir: &Path, jobs: usize, progress: &dyn Progress) 
     let mut names = copy_inputs(&c.inputs, dir, progress)?;
     write_file(&dir.join(CMDLINE_FILE), recipe.kernel.cmdline.as_bytes())?;
 
-    progress.begin(Step::Bundle, 0);
     names.extend([INITRD_FILE.to_string(), CMDLINE_FILE.to_string()]);
     names.sort();
     let outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
+    progress.begin(Step::Measure, 0);
+    let (measurements, warnings) = measure_outputs(c, dir, &outputs)?;
+    progress.end();
+    progress.begin(Step::Bundle, 0);
     let manifest = Manifest {
         schema: MANIFEST_SCHEMA.to_string(),
         cvmforge_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -422,7 +446,7 @@ fn write_outputs(c: &Checked, dir: &Path, jobs: usize, progress: &dyn Progress) 
             version: c.bzimage.kernel_version.clone(),
             cmdline: recipe.kernel.cmdline.clone(),
         },
-        measurements: Measurements::default(),
+        measurements,
         sealing: c.sealed.manifest_sealing(),
     };
     write_file(&dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
@@ -434,7 +458,27 @@ fn write_outputs(c: &Checked, dir: &Path, jobs: usize, progress: &dyn Progress) 
     names.sort();
     let all_outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
     progress.end();
-    Ok(Written { manifest, all_outputs })
+    Ok(Written { manifest, all_outputs, warnings })
+}
+
+/// The launch measurements of the staged outputs, reusing the digests already computed for them.
+fn measure_outputs(
+    c: &Checked,
+    dir: &Path,
+    outputs: &[OutputRecord],
+) -> Result<(Measurements, Vec<String>), BuildError> {
+    let initrd = outputs.iter().find(|o| o.name == INITRD_FILE).ok_or(BuildError::Internal { what: "outputs" })?;
+    let mut initrd_sha256 = [0u8; 32];
+    hex::decode_to_slice(&initrd.sha256, &mut initrd_sha256).map_err(|_| BuildError::Internal { what: "digest" })?;
+    let sources = measure::Sources {
+        dir,
+        kernel_sha256: find(&c.inputs, "kernel")?.sha256,
+        initrd_sha256,
+        firmware_snp_sha256: c.inputs.iter().find(|i| i.role == "firmware:snp").map(|i| i.sha256),
+        cmdline: &c.loaded.recipe.kernel.cmdline,
+    };
+    let measurements = measure::measure(&c.plan, &sources)?;
+    Ok((measurements, c.plan.warnings.clone()))
 }
 
 /// Copies the kernel (`kernel`) and firmware (`firmware-<platform>.fd`); returns the names written.

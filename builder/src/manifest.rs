@@ -156,14 +156,112 @@ pub struct KernelRecord {
     pub cmdline: String,
 }
 
-/// Launch measurements (one record per VM shape).
+/// Launch measurements: one entry per platform, VM shape and vCPU count. Each entry carries the inputs it was
+/// computed from (digests of firmware, kernel, initrd and command line, and the shape), so a difference between two
+/// manifests can be traced to the input that feeds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Measurements {
     /// SEV-SNP launch digests.
-    pub snp: Vec<serde_json::Value>,
+    pub snp: Vec<SnpMeasurement>,
     /// TDX MRTD/RTMRs.
-    pub tdx: Vec<serde_json::Value>,
+    pub tdx: Vec<TdxMeasurement>,
+}
+
+/// The measured bytes an SEV-SNP launch digest covers (`docs/specs/snp-launch-digest.md`, "Kernel hashes table").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpInputs {
+    /// SHA-256 of `firmware-snp.fd`.
+    pub firmware_sha256: String,
+    /// SHA-256 of `kernel` (the kernel hashes table entry).
+    pub kernel_sha256: String,
+    /// SHA-256 of `initrd.img` (the kernel hashes table entry).
+    pub initrd_sha256: String,
+    /// SHA-256 of the command line plus its terminating NUL (the kernel hashes table entry).
+    pub cmdline_sha256: String,
+}
+
+/// The decoded guest policy of a shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRecord {
+    /// The 64-bit policy, `0x`-prefixed lowercase hex.
+    pub value: String,
+    /// Every field of the ABI's policy table by lower-case name.
+    pub fields: BTreeMap<String, u64>,
+    /// Settings that weaken confidentiality (debug, migration agent), as sentences.
+    pub warnings: Vec<String>,
+}
+
+/// One SEV-SNP launch digest: a recipe shape at one vCPU count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpMeasurement {
+    /// Always `snp`.
+    pub platform: String,
+    /// Index of the shape in the recipe's `measure.snp`.
+    pub shape: usize,
+    /// The guest mode (`snp`).
+    pub mode: String,
+    /// Number of vCPUs (VMSA pages).
+    pub vcpus: u32,
+    /// The vCPU model, if the shape names one.
+    pub vcpu_type: Option<String>,
+    /// The CPUID signature measured in every VMSA, `0x`-prefixed hex.
+    pub vcpu_sig: String,
+    /// The VMM (`QEMU`, `ec2`, `gce`).
+    pub vmm_type: String,
+    /// SEV_FEATURES of every VMSA, `0x`-prefixed hex.
+    pub guest_features: String,
+    /// Guest RAM for the QEMU command line (not measured).
+    pub memory: String,
+    /// The guest policy (not part of the digest; bound by the ID block and repeated in reports).
+    pub policy: PolicyRecord,
+    /// The launch digest (48 bytes, hex): the report's MEASUREMENT.
+    pub digest: String,
+    /// What the digest was computed from.
+    pub inputs: SnpInputs,
+    /// The 96-byte ID block, base64 (QEMU `id-block`), when the shape has an `id_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_block: Option<String>,
+    /// The 4096-byte ID auth structure, base64 (QEMU `id-auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_auth: Option<String>,
+    /// SHA-384 of the ID public key: the report's ID_KEY_DIGEST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_key_digest: Option<String>,
+    /// SHA-384 of the author public key: the report's AUTHOR_KEY_DIGEST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_key_digest: Option<String>,
+    /// FAMILY_ID of the ID block (32 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<String>,
+    /// IMAGE_ID of the ID block (32 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// GUEST_SVN of the ID block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_svn: Option<u32>,
+    /// Arguments after `qemu-system-x86_64` that launch this shape (`crate::qemu::manifest_fields`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_args: Option<Vec<String>>,
+    /// Notes for whoever runs that command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_notes: Option<Vec<String>>,
+    /// Why the shape has no QEMU command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_unavailable: Option<String>,
+}
+
+/// One TDX measurement set: a recipe shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxMeasurement {
+    /// Always `tdx`.
+    pub platform: String,
+    /// Index of the shape in the recipe's `measure.tdx`.
+    pub shape: usize,
 }
 
 /// Why a manifest could not be read.

@@ -261,20 +261,58 @@ pub enum VcpuCount {
     Range(String),
 }
 
-/// One SEV-SNP VM shape (the measurement module interprets the values).
+/// One SEV-SNP VM shape (interpreted and validated by the build's measurement step, `crate::build::measure`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpShape {
     /// vCPU count or range.
     pub vcpus: VcpuCount,
-    /// vCPU model, e.g. `EPYC-v4`.
-    pub vcpu_type: String,
+    /// QEMU vCPU model, e.g. `EPYC-v4` (exactly one of `vcpu_type` and `vcpu_sig`).
+    #[serde(default)]
+    pub vcpu_type: Option<String>,
+    /// CPUID signature (Fn0000_0001_EAX) of the vCPUs, for VMMs without a named model.
+    #[serde(default)]
+    pub vcpu_sig: Option<u64>,
     /// VMM, e.g. `QEMU`.
     #[serde(default = "default_vmm")]
     pub vmm_type: String,
     /// SEV_FEATURES of the VMSA.
     #[serde(default = "default_guest_features")]
     pub guest_features: u64,
+    /// Guest RAM for the QEMU command line (not measured), e.g. `2G`; default `2G`.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// The guest policy (integer, or a string such as `"0x30000"`); default QEMU's `0x30000`.
+    #[serde(default)]
+    pub policy: Option<PolicyValue>,
+    /// Accept a policy with DEBUG (bit 19) set; without it such a policy is refused.
+    #[serde(default)]
+    pub allow_debug: bool,
+    /// ECDSA P-384 private key (PEM) that signs an ID block for each launch digest; relative to the recipe.
+    #[serde(default)]
+    pub id_key: Option<String>,
+    /// ECDSA P-384 author key (PEM) that certifies `id_key`; needs `id_key`.
+    #[serde(default)]
+    pub author_key: Option<String>,
+    /// FAMILY_ID of the ID block, 32 hex digits; default zeros.
+    #[serde(default)]
+    pub family_id: Option<String>,
+    /// IMAGE_ID of the ID block, 32 hex digits; default zeros.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// GUEST_SVN of the ID block; default 0.
+    #[serde(default)]
+    pub guest_svn: Option<u32>,
+}
+
+/// A guest policy as written: a YAML integer (`0x30000`, `196608`) or a string (`"0x30000"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PolicyValue {
+    /// An integer.
+    Int(u64),
+    /// A decimal or `0x`-prefixed hexadecimal string.
+    Text(String),
 }
 
 fn default_vmm() -> String {
@@ -285,7 +323,7 @@ fn default_guest_features() -> u64 {
     1
 }
 
-/// One TDX VM shape (the measurement module interprets the values).
+/// One TDX VM shape (interpreted and validated by the build's measurement step, `crate::build::measure`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TdxShape {
@@ -299,6 +337,12 @@ pub struct TdxShape {
     /// QEMU version whose layout to assume, e.g. `"10.2"`.
     #[serde(default)]
     pub qemu_version: Option<String>,
+    /// Override the detected EFI LoadOptions layout of the command line (RTMR2).
+    #[serde(default)]
+    pub cmdline_layout: Option<String>,
+    /// A directory with the ACPI tables QEMU gives the TD (for RTMR0); relative to the recipe.
+    #[serde(default)]
+    pub acpi_tables: Option<String>,
 }
 
 /// Why a recipe could not be loaded.

@@ -124,17 +124,31 @@ pub fn summary(report: &BuildReport) -> String {
         let version = report.kernel.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
         writeln!(out, "kernel:       boot protocol {}{version}", report.kernel.boot_protocol)?;
         writeln!(out, "lock:         {} ({})", report.lock.path, report.lock.status)?;
-        let m = &report.measurements;
-        if m.snp.is_empty() && m.tdx.is_empty() {
+        let rows = measurement_rows(&report.measurements);
+        if rows.is_empty() {
             writeln!(out, "measurements: none")?;
+            return Ok(());
         }
-        for (platform, list) in [("snp", &m.snp), ("tdx", &m.tdx)] {
-            for value in list {
-                writeln!(out, "measurement:  {platform} {value}")?;
-            }
+        writeln!(out, "measurements:")?;
+        let shape_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max("shape".len());
+        let what_width = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max("value".len());
+        writeln!(out, "  platform  {:shape_width$}  {:what_width$}  digest", "shape", "value")?;
+        for (platform, shape, what, digest) in rows {
+            writeln!(out, "  {platform:8}  {shape:shape_width$}  {what:what_width$}  {digest}")?;
         }
         Ok(())
     }
+}
+
+/// One line of the measurement table: platform, shape, which value, digest.
+fn measurement_rows(m: &crate::manifest::Measurements) -> Vec<(&'static str, String, &'static str, String)> {
+    let mut rows = Vec::new();
+    for e in &m.snp {
+        let cpu = e.vcpu_type.clone().unwrap_or_else(|| format!("sig {}", e.vcpu_sig));
+        let shape = format!("[{}] {} vCPU {cpu} {}", e.shape, e.vcpus, e.vmm_type);
+        rows.push(("snp", shape, "launch", e.digest.clone()));
+    }
+    rows
 }
 
 /// Writes to stdout; a closed pipe (`cvmforge build ... | head -1`) is not an error.
