@@ -21,4 +21,5 @@ pub mod policy;
 pub mod qemu;
 pub mod recipe;
 pub mod tar;
+pub mod unpack;
 pub mod verify;
