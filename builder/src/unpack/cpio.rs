@@ -394,12 +394,19 @@ impl<R: Read> CpioReader<R> {
     }
 }
 
-/// Parses eight ASCII hex digits.
+/// Parses eight ASCII hex digits (upper or lower case).
 fn parse_hex(text: &[u8]) -> Option<u32> {
-    text.iter().try_fold(0u32, |acc, &c| {
-        let digit = char::from(c).to_digit(16)?;
-        acc.checked_mul(16)?.checked_add(digit)
-    })
+    let mut value = 0u32;
+    for &c in text {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        value = value.checked_mul(16)?.checked_add(u32::from(digit))?;
+    }
+    Some(value)
 }
 
 fn file_type(mode: u32) -> Option<EntryType> {

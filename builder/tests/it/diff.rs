@@ -509,10 +509,22 @@ fn rejects_cpio_with_millions_of_tiny_entries() {
 
 #[test]
 fn rejects_gzip_bomb_at_the_decompression_cap() {
-    const SIZE: u64 = 24 << 20;
-    let mut w = CpioWriter::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best()), 0);
-    w.add_file("zeros", 0o644, SIZE, &mut io::repeat(0).take(SIZE)).unwrap();
-    let bomb = w.finish().unwrap().finish().unwrap();
+    // One cpio entry declaring 24 MiB of zeros, as concatenated gzip members (RFC 1952 2.2; the kernel and
+    // MultiGzDecoder read them as one stream): the header, then the same 1 MiB-of-zeros member 24 times.
+    const MIB: usize = 1 << 20;
+    let mut w = CpioWriter::new(Vec::new(), 0);
+    w.add_file("zeros", 0o644, 0, &mut &b""[..]).unwrap();
+    let empty = w.finish().unwrap();
+    let header_len = 116; // 110 + "zeros\0", already 4-aligned
+    let mut header = empty[..header_len].to_vec();
+    header[54..62].copy_from_slice(format!("{:08X}", 24 * MIB).as_bytes()); // c_filesize, the 7th field
+    let trailer = &empty[header_len..];
+    let mut bomb = gzip(&header, 9, 0);
+    let zeros = gzip(&vec![0u8; MIB], 9, 0);
+    for _ in 0..24 {
+        bomb.extend_from_slice(&zeros);
+    }
+    bomb.extend_from_slice(&gzip(trailer, 9, 0));
     assert!(bomb.len() < 100_000, "{} bytes compressed", bomb.len());
     let limits = Limits { max_total_size: 8 << 20, ..Limits::default() };
     let err = read_initrd(&bomb[..], &limits).unwrap_err();
@@ -571,5 +583,70 @@ proptest! {
         let len = cut.index(data.len() + 1);
         let _ = read_bundle(&data[..], Some(data.len() as u64), &Limits::default());
         let _ = read_bundle(&data[..len], None, &Limits::default());
+    }
+}
+
+// ---- cross-checks against GNU cpio and GNU tar (independent writers) ----
+
+fn tool(name: &str) -> bool {
+    let found = Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipping: `{name}` is not installed");
+    }
+    found
+}
+
+fn sample_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "d".repeat(60);
+    fs_err::create_dir_all(dir.path().join(&long).join(&long)).unwrap();
+    fs_err::write(dir.path().join(&long).join(&long).join("file.txt"), b"hello\n").unwrap();
+    std::os::unix::fs::symlink("../x", dir.path().join(&long).join("link")).unwrap();
+    dir
+}
+
+#[test]
+fn reads_gnu_cpio_newc_output() {
+    if !tool("cpio") {
+        return;
+    }
+    let tree = sample_tree();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible")
+        .current_dir(tree.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let initrd = read_initrd(&out.stdout[..], &Limits::default()).unwrap();
+    // GNU cpio strips the leading `./` that find prints.
+    let long = "d".repeat(60);
+    let file = initrd.entries.iter().find(|e| e.path == format!("{long}/{long}/file.txt")).unwrap();
+    // sha256sum of "hello\n".
+    assert_eq!(hex::encode(file.sha256), "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03");
+    let link = initrd.entries.iter().find(|e| e.path == format!("{long}/link")).unwrap();
+    assert_eq!(link.link_target.as_deref(), Some("../x"));
+    assert_eq!(initrd.entries.len(), 4);
+}
+
+#[test]
+fn reads_gnu_tar_long_names_in_gnu_and_pax_formats() {
+    if !tool("tar") {
+        return;
+    }
+    let tree = sample_tree();
+    let long = "d".repeat(60);
+    for format in ["gnu", "pax"] {
+        let out = Command::new("tar")
+            .args(["--format", format, "--sort=name", "-cf", "-", &long])
+            .current_dir(tree.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bundle = read_bundle(&out.stdout[..], Some(out.stdout.len() as u64), &Limits::default()).unwrap();
+        let path = format!("{long}/{long}/file.txt"); // 125 bytes: needs a GNU `L` record or a pax `path`
+        assert_eq!(bundle.member(&path), Some(&b"hello\n"[..]), "{format}");
+        let link = bundle.entries.iter().find(|e| e.path == format!("{long}/link")).unwrap();
+        assert_eq!(link.link_target.as_deref(), Some("../x"), "{format}");
     }
 }
