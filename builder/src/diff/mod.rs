@@ -21,6 +21,7 @@
 //! ```
 
 mod archive;
+pub mod fuzzing;
 mod json;
 mod text;
 

@@ -215,11 +215,12 @@ impl<R: Read> CpioReader<R> {
                 max: self.limits.max_name_len,
             });
         }
-        let keep =
-            is_link || (size <= self.limits.max_kept_entry && self.kept_total + size <= self.limits.max_kept_total);
+        let keep = is_link
+            || (size <= self.limits.max_kept_entry
+                && self.kept_total.saturating_add(size) <= self.limits.max_kept_total);
         let (sha256, content) = self.read_content(size, keep)?;
         if let Some(c) = &content {
-            self.kept_total += u64::try_from(c.len()).unwrap_or(u64::MAX);
+            self.kept_total = self.kept_total.saturating_add(u64::try_from(c.len()).unwrap_or(u64::MAX));
         }
         let link_target =
             if is_link { content.as_deref().map(|c| String::from_utf8_lossy(c).into_owned()) } else { None };

@@ -19,6 +19,7 @@ mod bundle;
 mod compression;
 mod cpio;
 mod error;
+pub mod fuzzing;
 mod io;
 mod tar;
 

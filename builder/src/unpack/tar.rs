@@ -182,10 +182,11 @@ impl<R: Read> TarReader<R> {
         let size = pending.size.take().unwrap_or(declared);
         // Links and directories carry no content in practice; read whatever is declared so the stream stays aligned.
         self.check_size(&path, size, start)?;
-        let keep = size <= self.limits.max_kept_entry && self.kept_total + size <= self.limits.max_kept_total;
+        let keep =
+            size <= self.limits.max_kept_entry && self.kept_total.saturating_add(size) <= self.limits.max_kept_total;
         let (sha256, content) = self.read_content(size, keep)?;
         if let Some(c) = &content {
-            self.kept_total += u64::try_from(c.len()).unwrap_or(u64::MAX);
+            self.kept_total = self.kept_total.saturating_add(u64::try_from(c.len()).unwrap_or(u64::MAX));
         }
         let mode = u32::try_from(self.number(h, 100, 8, "mode", start)? & 0o7777).unwrap_or(0);
         let entry = TarEntry {

@@ -551,7 +551,29 @@ fn valid_tar() -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #[test]
+    fn random_json_documents_diff_consistently(
+        a in prop::collection::btree_map("[a-z]{1,3}", 0u8..4, 0..6),
+        b in prop::collection::btree_map("[a-z]{1,3}", 0u8..4, 0..6),
+    ) {
+        let doc = |m: &std::collections::BTreeMap<String, u8>| {
+            serde_json::to_vec(&serde_json::json!({"inputs": m.iter().map(|(k, v)| serde_json::json!({"role": k, "sha256": v})).collect::<Vec<_>>(), "m": m})).unwrap()
+        };
+        let (da, db) = (doc(&a), doc(&b));
+        cvmforge::diff::fuzzing::manifest_diff(&[&da[..], &[0], &db].concat());
+        let report = diff(&da, &db);
+        // Every key present on one side only is reported, under both `m` and `inputs[role=..]`.
+        for key in a.keys().filter(|k| !b.contains_key(*k)) {
+            let (input, member) = (format!("inputs[role={}]", key), format!("m.{}", key));
+            prop_assert!(report.findings.iter().any(|f| f.kind == FindingKind::Removed && f.path == input), "{:?}", report.findings);
+            prop_assert!(report.findings.iter().any(|f| f.kind == FindingKind::Removed && f.path == member), "{:?}", report.findings);
+        }
+    }
+}
+
+proptest! {
+    // `PROPTEST_CASES` runs longer searches (the fuzz targets check the same properties).
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400), ..ProptestConfig::default() })]
 
     #[test]
     fn random_mutations_of_a_cpio_never_panic(
@@ -568,6 +590,9 @@ proptest! {
         let _ = read_initrd(&data[..], &limits);
         let _ = read_initrd(&data[..len], &limits);
         let _ = read_initrd(&gzip(&data[..len], 1, 0)[..], &limits);
+        // The fuzz target's properties too: whatever parses round-trips through the crate's writer.
+        cvmforge::unpack::fuzzing::cpio_reader(&data);
+        cvmforge::diff::fuzzing::manifest_diff(&[&base()[..], &[0], &data].concat());
     }
 
     #[test]
@@ -583,6 +608,8 @@ proptest! {
         let len = cut.index(data.len() + 1);
         let _ = read_bundle(&data[..], Some(data.len() as u64), &Limits::default());
         let _ = read_bundle(&data[..len], None, &Limits::default());
+        cvmforge::unpack::fuzzing::tar_reader(&data);
+        cvmforge::unpack::fuzzing::tar_reader(&data[..len]);
     }
 }
 
