@@ -16,7 +16,14 @@ pub(crate) type Members<'a> = BTreeMap<String, &'a [u8]>;
 pub(crate) struct Ctx {
     limits: Limits,
     findings: Vec<Finding>,
+    /// Metadata-field findings of the container being walked, grouped by [`Ctx::flush_fields`].
+    fields: Vec<Finding>,
 }
+
+/// A field change shared by more than this many entries is reported once for the container.
+const GROUP_MIN: usize = 3;
+/// Entry paths listed in a grouped finding.
+const GROUP_LIST: usize = 10;
 
 /// `prefix:inner`, or either alone when the other is empty.
 pub(crate) fn join(prefix: &str, inner: &str) -> String {
@@ -58,7 +65,7 @@ fn key_name(prefix: &str, key: &(String, u32)) -> String {
 
 impl Ctx {
     pub(crate) fn new(limits: Limits) -> Self {
-        Ctx { limits, findings: Vec::new() }
+        Ctx { limits, findings: Vec::new(), fields: Vec::new() }
     }
 
     pub(crate) fn into_report(self) -> Report {
@@ -134,6 +141,7 @@ impl Ctx {
         loose: Option<(&Members<'_>, &Members<'_>)>,
     ) -> Result<(), DiffError> {
         let before = self.findings.len();
+        let outer_fields = std::mem::take(&mut self.fields);
         let (ka, kb) = (keyed(&x.entries, |e| &e.path), keyed(&y.entries, |e| &e.path));
         let mut covered = Vec::new();
         for (key, (_, ea)) in &ka {
@@ -159,6 +167,7 @@ impl Ctx {
             self.findings
                 .push(Finding { b: Some(describe_tar(eb)), ..Finding::new(FindingKind::Added, &key_name(path, key)) });
         }
+        self.flush_fields(path, outer_fields);
         self.order(path, &ka, &kb);
         if !covered.is_empty() {
             let f = Finding::changed(
@@ -202,10 +211,37 @@ impl Ctx {
         self.push_fields(path, fields);
     }
 
+    /// Moves the collected field findings into the report, replacing every change shared by more than
+    /// [`GROUP_MIN`] entries (one mtime for all files, a umask) by one finding on the container; restores `outer`.
+    fn flush_fields(&mut self, container: &str, outer: Vec<Finding>) {
+        let fields = std::mem::replace(&mut self.fields, outer);
+        let mut groups: BTreeMap<(Option<String>, Option<String>, Option<String>), Vec<String>> = BTreeMap::new();
+        for f in &fields {
+            groups.entry((f.field.clone(), f.a.clone(), f.b.clone())).or_default().push(f.path.clone());
+        }
+        let large =
+            |f: &Finding| groups.get(&(f.field.clone(), f.a.clone(), f.b.clone())).is_some_and(|g| g.len() > GROUP_MIN);
+        let single: Vec<Finding> = fields.iter().filter(|f| !large(f)).cloned().collect();
+        self.findings.extend(single);
+        for ((field, a, b), paths) in groups.iter().filter(|(_, paths)| paths.len() > GROUP_MIN) {
+            let mut listed: Vec<String> = paths.iter().take(GROUP_LIST).map(|p| format!("`{p}`")).collect();
+            if paths.len() > GROUP_LIST {
+                listed.push(format!("and {} more", paths.len() - GROUP_LIST));
+            }
+            let f = Finding {
+                field: field.clone(),
+                a: a.clone(),
+                b: b.clone(),
+                ..Finding::new(FindingKind::Changed, container)
+            };
+            self.findings.push(f.with_detail(vec![format!("in {} entries: {}", paths.len(), listed.join(", "))]));
+        }
+    }
+
     fn push_fields<const N: usize>(&mut self, path: &str, fields: [(&str, String, String); N]) {
         for (field, va, vb) in fields {
             if va != vb {
-                self.findings.push(Finding::changed(FindingKind::Changed, path, field, va, vb));
+                self.fields.push(Finding::changed(FindingKind::Changed, path, field, va, vb));
             }
         }
     }
@@ -275,6 +311,7 @@ impl Ctx {
     }
 
     fn cpio_entries(&mut self, path: &str, xs: &[CpioEntry], ys: &[CpioEntry]) {
+        let outer_fields = std::mem::take(&mut self.fields);
         let (ka, kb) = (keyed(xs, |e| &e.path), keyed(ys, |e| &e.path));
         let mut inodes = Vec::new();
         for (key, (_, ea)) in &ka {
@@ -293,6 +330,7 @@ impl Ctx {
             self.findings
                 .push(Finding { b: Some(describe_cpio(eb)), ..Finding::new(FindingKind::Added, &key_name(path, key)) });
         }
+        self.flush_fields(&display_path(path), outer_fields);
         self.order(&display_path(path), &ka, &kb);
         if let Some((first, ia, ib)) = inodes.first() {
             let f = Finding::changed(

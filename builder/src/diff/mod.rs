@@ -110,7 +110,8 @@ impl Finding {
                 let why = self.detail.first().map_or("", String::as_str);
                 format!("{} changed: {why}", self.path)
             }
-            FindingKind::Changed | FindingKind::Order | FindingKind::Inodes | FindingKind::Compression => {
+            FindingKind::Inodes => format!("{}: inode numbers differ: {a} vs {b}", self.path),
+            FindingKind::Changed | FindingKind::Order | FindingKind::Compression => {
                 format!("{}: {field} differs: {a} vs {b}", self.path)
             }
         }

@@ -92,12 +92,30 @@ fn changed_mode_names_the_path_and_both_modes() {
 }
 
 #[test]
-fn changed_mtime_is_reported_per_entry() {
+fn changed_mtime_of_every_entry_is_one_grouped_finding() {
     let report = diff(&base(), &cpio_with(EPOCH + 1, 0o644, "bin", CONFIG, &app_bytes()));
-    let mtimes: Vec<&Finding> = report.findings.iter().filter(|f| f.field.as_deref() == Some("mtime")).collect();
-    assert_eq!(mtimes.len(), 6, "{}", report.render_text());
-    let f = find(&report, FindingKind::Changed, "etc/motd");
-    assert_eq!(ab(f), ("1700000000", "1700000001"));
+    assert_eq!(report.findings.len(), 1, "{}", report.render_text());
+    let f = find(&report, FindingKind::Changed, "(initrd)");
+    assert_eq!((f.field.as_deref(), ab(f)), (Some("mtime"), ("1700000000", "1700000001")));
+    assert_eq!(f.detail, ["in 6 entries: `bin`, `bin/app`, `etc`, `etc/config`, `etc/motd`, `sbin`"]);
+}
+
+#[test]
+fn changed_mtime_of_one_entry_names_it() {
+    let build = |mtime: u32| {
+        let mut w = CpioWriter::new(Vec::new(), EPOCH);
+        w.add_file("a", 0o644, 1, &mut &b"x"[..]).unwrap();
+        let mut first = w.finish().unwrap();
+        first.truncate(first.len() - 124); // drop the trailer, then append an entry with another mtime
+        let mut w = CpioWriter::new(Vec::new(), mtime);
+        w.add_file("b", 0o644, 1, &mut &b"y"[..]).unwrap();
+        first.extend(w.finish().unwrap());
+        first
+    };
+    let report = diff(&build(EPOCH), &build(EPOCH + 60));
+    assert_eq!(report.findings.len(), 1, "{}", report.render_text());
+    let f = find(&report, FindingKind::Changed, "b");
+    assert_eq!((f.field.as_deref(), ab(f)), (Some("mtime"), ("1700000000", "1700000060")));
 }
 
 #[test]
@@ -150,6 +168,36 @@ fn reordered_entries_are_an_order_finding() {
     // Inode numbers follow archive order, so they differ too; that is reported once, not per entry.
     let inodes = find(&report, FindingKind::Inodes, "(initrd)");
     assert!(inodes.detail[0].starts_with("2 of the entries present in both"), "{inodes:?}");
+}
+
+#[test]
+fn inode_numbering_alone_is_one_inodes_finding() {
+    let a = base();
+    let mut b = a.clone();
+    // Renumber the first entry's inode (c_ino, the first field) from 1 to 0x99, as a non-reproducible cpio would.
+    b[6..14].copy_from_slice(b"00000099");
+    let report = diff(&a, &b);
+    assert_eq!(report.findings.len(), 1, "{}", report.render_text());
+    let f = find(&report, FindingKind::Inodes, "(initrd)");
+    assert_eq!(ab(f), ("1", "153"));
+    assert_eq!(f.headline(), "(initrd): inode numbers differ: 1 vs 153");
+    assert!(
+        f.detail[0].starts_with("1 of the entries present in both have different inode numbers, the first being `bin`")
+    );
+}
+
+#[test]
+fn bundle_member_header_fields_are_compared() {
+    let bundle = |mode: u32| {
+        let mut w = TarWriter::new(Vec::new(), u64::from(EPOCH));
+        w.add_file("cmdline", 0o644, 6, &mut &b"quiet\n"[..]).unwrap();
+        w.add_file("kernel", mode, 2, &mut &b"MZ"[..]).unwrap();
+        w.finish().unwrap()
+    };
+    let report = diff(&bundle(0o644), &bundle(0o755));
+    assert_eq!(report.findings.len(), 1, "{}", report.render_text());
+    let f = find(&report, FindingKind::Changed, "kernel");
+    assert_eq!((f.field.as_deref(), ab(f)), (Some("mode"), ("0644", "0755")));
 }
 
 #[test]
