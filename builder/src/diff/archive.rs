@@ -22,6 +22,9 @@ pub(crate) struct Ctx {
 
 /// A field change shared by more than this many entries is reported once for the container.
 const GROUP_MIN: usize = 3;
+/// (field, value in A, value in B) of a metadata change.
+type FieldChange = (Option<String>, Option<String>, Option<String>);
+
 /// Entry paths listed in a grouped finding.
 const GROUP_LIST: usize = 10;
 
@@ -215,7 +218,7 @@ impl Ctx {
     /// [`GROUP_MIN`] entries (one mtime for all files, a umask) by one finding on the container; restores `outer`.
     fn flush_fields(&mut self, container: &str, outer: Vec<Finding>) {
         let fields = std::mem::replace(&mut self.fields, outer);
-        let mut groups: BTreeMap<(Option<String>, Option<String>, Option<String>), Vec<String>> = BTreeMap::new();
+        let mut groups: BTreeMap<FieldChange, Vec<String>> = BTreeMap::new();
         for f in &fields {
             groups.entry((f.field.clone(), f.a.clone(), f.b.clone())).or_default().push(f.path.clone());
         }
