@@ -11,6 +11,8 @@ pub enum PathProblem {
     Absolute,
     /// The path has a `..` component.
     ParentDir,
+    /// A parent directory of the path is a symlink from an earlier entry (extraction would follow it).
+    ThroughSymlink,
 }
 
 impl std::fmt::Display for PathProblem {
@@ -19,6 +21,7 @@ impl std::fmt::Display for PathProblem {
             PathProblem::Empty => "it is empty",
             PathProblem::Absolute => "it is absolute",
             PathProblem::ParentDir => "it has a `..` component",
+            PathProblem::ThroughSymlink => "a parent directory is a symlink from an earlier entry",
         })
     }
 }

@@ -6,6 +6,7 @@
 //! archive root are errors. A declared size beyond the limits or beyond the known stream length fails before any
 //! content is read.
 
+use std::collections::BTreeSet;
 use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
@@ -70,6 +71,9 @@ pub struct TarReader<R: Read> {
     kept_total: u64,
     done: bool,
     chunk: Vec<u8>,
+    /// Paths of the symlinks seen so far: no later entry may lie beneath one (the classic two-step escape,
+    /// `a -> ..` then `a/x`), so link targets can be resolved lexically.
+    symlinks: BTreeSet<String>,
 }
 
 impl<R: Read> TarReader<R> {
@@ -84,6 +88,7 @@ impl<R: Read> TarReader<R> {
             kept_total: 0,
             done: false,
             chunk: vec![0; 64 * 1024],
+            symlinks: BTreeSet::new(),
         }
     }
 
@@ -179,6 +184,9 @@ impl<R: Read> TarReader<R> {
         if let Some(target) = &link_target {
             self.check_link(&path, target, file_type, start)?;
         }
+        if file_type == EntryType::Symlink {
+            self.symlinks.insert(path.clone());
+        }
         let size = pending.size.take().unwrap_or(declared);
         // Links and directories carry no content in practice; read whatever is declared so the stream stays aligned.
         self.check_size(&path, size, start)?;
@@ -230,6 +238,8 @@ impl<R: Read> TarReader<R> {
             Some(PathProblem::Absolute)
         } else if path.split('/').any(|c| c == "..") {
             Some(PathProblem::ParentDir)
+        } else if path.match_indices('/').any(|(i, _)| path.get(..i).is_some_and(|p| self.symlinks.contains(p))) {
+            Some(PathProblem::ThroughSymlink)
         } else {
             None
         };

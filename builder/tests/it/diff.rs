@@ -469,6 +469,19 @@ fn rejects_escaping_symlinks_and_hardlinks() {
 }
 
 #[test]
+fn rejects_entries_beneath_an_earlier_symlink() {
+    // Each step stays inside lexically, but extracting `a/b/c` would follow `a/b` (which points at the root) and
+    // land one level above it.
+    let two_step = [raw_header("a/b", b'2', "..", b"00000000000\0"), raw_header("a/b/c", b'2', "..", b"00000000000\0")];
+    let err = read_tar(&tar_of(&two_step)).unwrap_err();
+    assert!(matches!(err, UnpackError::UnsafePath { problem: PathProblem::ThroughSymlink, index: 1, .. }), "{err}");
+    let write_through =
+        [raw_header("etc", b'2', "sub", b"00000000000\0"), raw_header("etc/passwd", b'0', "", b"00000000000\0")];
+    let err = read_tar(&tar_of(&write_through)).unwrap_err();
+    assert_eq!(err.to_string(), "tar entry 1 `etc/passwd` at byte offset 512: unsafe path: a parent directory is a symlink from an earlier entry");
+}
+
+#[test]
 fn rejects_bad_tar_checksum() {
     let mut h = raw_header("kernel", b'0', "", b"00000000000\0");
     h[0] = b'K';
