@@ -1,0 +1,246 @@
+//! Routing and the connection loop: one thread per connection, capped.
+//!
+//! Nothing is kept between requests. The access log (stderr) has the method,
+//! path, status and byte counts only, never request or response content.
+
+use std::io::{BufReader, Read};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::{self, Response};
+use crate::summarize::{self, DEFAULT_MAX_SENTENCES, METHOD};
+
+/// Server limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub max_body: usize,
+    /// Most connections served at once; more get 503.
+    pub max_connections: usize,
+    /// Read and write timeout per connection.
+    pub io_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body: 1024 * 1024, max_connections: 64, io_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The body of `POST /v1/summarize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummarizeRequest {
+    text: String,
+    #[serde(default)]
+    max_sentences: Option<u32>,
+}
+
+/// The answer of `POST /v1/summarize`.
+#[derive(Debug, Serialize)]
+struct SummarizeResponse<'a> {
+    summary: &'a str,
+    sentences: &'a [usize],
+    method: &'static str,
+}
+
+/// Answers one parsed request.
+pub fn route(req: &http::Request) -> Response {
+    match (req.path.as_str(), req.method.as_str()) {
+        ("/v1/summarize", "POST") => summarize_endpoint(&req.body),
+        ("/healthz", "GET") => {
+            Response { status: 200, content_type: "text/plain; charset=utf-8", allow: None, body: b"ok".to_vec() }
+        }
+        ("/v1/summarize", _) => method_not_allowed("POST"),
+        ("/healthz", _) => method_not_allowed("GET"),
+        _ => Response::error(404, "not found"),
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut resp = Response::error(405, &format!("method not allowed: use {allow}"));
+    resp.allow = Some(allow);
+    resp
+}
+
+fn summarize_endpoint(body: &[u8]) -> Response {
+    let req: SummarizeRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return Response::error(400, &format!("invalid request body: {e}")),
+    };
+    let max = match req.max_sentences {
+        None => DEFAULT_MAX_SENTENCES,
+        Some(0) => return Response::error(400, "max_sentences must be at least 1"),
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let s = summarize::summarize(&req.text, max);
+    let out = SummarizeResponse { summary: &s.summary, sentences: &s.sentences, method: METHOD };
+    match serde_json::to_vec(&out) {
+        Ok(body) => Response::json(200, body),
+        Err(_) => Response::error(500, "could not encode the response"),
+    }
+}
+
+/// Makes a path safe for a log line: printable ASCII only, at most 128 characters.
+fn log_path(path: &str) -> String {
+    path.chars().take(128).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
+}
+
+/// Counts bytes read through it, for the access log.
+struct Counting<R> {
+    inner: R,
+    count: usize,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n;
+        Ok(n)
+    }
+}
+
+/// Serves one connection: reads one request, answers it, closes.
+pub fn handle_connection(stream: TcpStream, limits: &Limits) {
+    let _ = stream.set_read_timeout(Some(limits.io_timeout));
+    let _ = stream.set_write_timeout(Some(limits.io_timeout));
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(Counting { inner: read_half, count: 0 });
+    let (method, path, resp) = match http::read_request(&mut reader, limits.max_body) {
+        Ok(req) => {
+            let resp = route(&req);
+            (req.method, log_path(&req.path), resp)
+        }
+        Err(e) => match e.status() {
+            Some(status) => ("-".to_owned(), "-".to_owned(), Response::error(status, &e.to_string())),
+            None => return,
+        },
+    };
+    let mut writer = &stream;
+    let written = http::write_response(&mut writer, &resp).unwrap_or(0);
+    let received = reader.get_ref().count;
+    eprintln!("{method} {path} {} in={received} out={written}", resp.status);
+    linger(&stream, reader, Duration::from_millis(500));
+}
+
+/// Half-closes and drains briefly, so that an early answer (413, 503) is not lost to
+/// a TCP reset caused by closing a socket with unread request bytes.
+fn linger(stream: &TcpStream, mut reader: impl Read, wait: Duration) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = std::io::copy(&mut reader.by_ref().take(1024 * 1024), &mut std::io::sink());
+}
+
+/// Decrements the active-connection count when a connection thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accepts connections forever, one thread each, at most `limits.max_connections` at once.
+pub fn serve(listener: &TcpListener, limits: &Limits) -> std::io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+            let slot = Slot(Arc::clone(&active));
+            reject_busy(stream);
+            drop(slot);
+            continue;
+        }
+        let slot = Slot(Arc::clone(&active));
+        let limits = limits.clone();
+        let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
+            let _slot = slot;
+            handle_connection(stream, &limits);
+        });
+        if let Err(e) = spawned {
+            eprintln!("summarize-server: could not start a connection thread: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Answers 503 from the accept loop. The drain is short (it delays the next accept),
+/// which also throttles a flood a little.
+fn reject_busy(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let written = http::write_response(&mut stream, &Response::error(503, "too many connections")).unwrap_or(0);
+    eprintln!("- - 503 in=0 out={written}");
+    linger(&stream, &stream, Duration::from_millis(100));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, path: &str, body: &[u8]) -> http::Request {
+        http::Request { method: method.into(), path: path.into(), body: body.to_vec() }
+    }
+
+    fn json(resp: &Response) -> serde_json::Value {
+        serde_json::from_slice(&resp.body).unwrap()
+    }
+
+    #[test]
+    fn summarizes_valid_request() {
+        let resp = route(&req(
+            "POST",
+            "/v1/summarize",
+            br#"{"text":"Cats purr. Dogs bark loudly at night. Cats purr.","max_sentences":1}"#,
+        ));
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            json(&resp),
+            serde_json::json!({"summary":"Dogs bark loudly at night.","sentences":[1],"method":"tfidf-extractive/v1"})
+        );
+    }
+
+    #[test]
+    fn healthz_is_ok() {
+        let resp = route(&req("GET", "/healthz", b""));
+        assert_eq!((resp.status, resp.body.as_slice()), (200, &b"ok"[..]));
+    }
+
+    #[test]
+    fn rejects_bad_json_and_unknown_fields() {
+        for body in [&b"{"[..], b"[]", br#"{"text":1}"#, br#"{"text":"a","extra":1}"#, br#"{"max_sentences":2}"#] {
+            let resp = route(&req("POST", "/v1/summarize", body));
+            assert_eq!(resp.status, 400, "{body:?}");
+            assert!(json(&resp)["error"].as_str().unwrap().starts_with("invalid request body"));
+        }
+    }
+
+    #[test]
+    fn rejects_zero_or_negative_max_sentences() {
+        let resp = route(&req("POST", "/v1/summarize", br#"{"text":"a.","max_sentences":0}"#));
+        assert_eq!(resp.status, 400);
+        assert_eq!(json(&resp)["error"], "max_sentences must be at least 1");
+        let resp = route(&req("POST", "/v1/summarize", br#"{"text":"a.","max_sentences":-1}"#));
+        assert_eq!(resp.status, 400);
+    }
+
+    #[test]
+    fn rejects_unknown_path_and_wrong_method() {
+        assert_eq!(route(&req("GET", "/nope", b"")).status, 404);
+        let resp = route(&req("GET", "/v1/summarize", b""));
+        assert_eq!((resp.status, resp.allow), (405, Some("POST")));
+        let resp = route(&req("DELETE", "/healthz", b""));
+        assert_eq!((resp.status, resp.allow), (405, Some("GET")));
+    }
+
+    #[test]
+    fn log_path_is_printable() {
+        assert_eq!(log_path("/a\u{1b}[31mb"), "/a?[31mb");
+        assert_eq!(log_path(&"x".repeat(500)).len(), 128);
+    }
+}

@@ -1,0 +1,154 @@
+//! Integration tests: start the real binary on 127.0.0.1:0 and talk HTTP to it.
+#![allow(clippy::unwrap_used)] // Test helpers: a failed unwrap is a failed test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStderr, Command, Stdio};
+
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: BufReader<ChildStderr>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_summarize-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("summarize-server: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server { child, addr, stderr }
+}
+
+/// Sends raw bytes, returns (status, headers, body).
+fn exchange(addr: &str, raw: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(raw).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(resp[..split].to_vec()).unwrap();
+    let status = head[9..12].parse().unwrap();
+    (status, head, resp[split + 4..].to_vec())
+}
+
+fn post(addr: &str, body: &str) -> (u16, String, Vec<u8>) {
+    let raw = format!(
+        "POST /v1/summarize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, raw.as_bytes())
+}
+
+#[test]
+fn summarizes_over_http() {
+    let srv = start();
+    let text = "The launch measurement covers the firmware. Confidential VMs encrypt guest memory \
+                with per-VM keys. The launch measurement is signed by the platform. \
+                Reproducible builds let third parties recompute the launch measurement.";
+    let body = serde_json::json!({"text": text, "max_sentences": 2}).to_string();
+    let (status, head, body) = post(&srv.addr, &body);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("Content-Type: application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["method"], "tfidf-extractive/v1");
+    // By hand (N = 4; "the", "launch", "measurement" have df 3, all else df 1):
+    // s0 = 4/6 ln(4/3) + 2/6 ln 4 = 0.654, s1 = ln 4 = 1.386,
+    // s2 = 4/8 ln(4/3) + 4/8 ln 4 = 0.837, s3 = 3/9 ln(4/3) + 6/9 ln 4 = 1.020.
+    assert_eq!(v["sentences"], serde_json::json!([1, 3]));
+    assert_eq!(
+        v["summary"],
+        "Confidential VMs encrypt guest memory with per-VM keys. \
+         Reproducible builds let third parties recompute the launch measurement."
+    );
+    // Same request, same bytes.
+    let again = post(&srv.addr, &serde_json::json!({"text": text, "max_sentences": 2}).to_string());
+    assert_eq!(again.2, body);
+}
+
+#[test]
+fn answers_errors_with_status_codes() {
+    let mut srv = start();
+    let health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (status, head, body) = exchange(&srv.addr, health);
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    let health_log = format!("GET /healthz 200 in={} out={}", health.len(), head.len() + 4 + body.len());
+    assert_eq!(exchange(&srv.addr, b"GET /missing HTTP/1.1\r\n\r\n").0, 404);
+    let (status, head, _) = exchange(&srv.addr, b"GET /v1/summarize HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 405);
+    assert!(head.contains("Allow: POST"));
+    let (status, _, body) = post(&srv.addr, "{not json");
+    assert_eq!(status, 400);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["error"].as_str().unwrap().starts_with("invalid request body"));
+    // Declared body over 1 MiB: refused from the header alone.
+    let (status, _, _) = exchange(&srv.addr, b"POST /v1/summarize HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n");
+    assert_eq!(status, 413);
+    assert_eq!(exchange(&srv.addr, b"GET / HTTP/3\r\n\r\n").0, 505);
+    assert_eq!(exchange(&srv.addr, b"garbage\r\n\r\n").0, 400);
+
+    // The access log has method, path, status and sizes, and none of the content.
+    let secret = "Zanzibar-7781 is the secret.";
+    let (status, _, _) = post(&srv.addr, &serde_json::json!({ "text": secret }).to_string());
+    assert_eq!(status, 200);
+    let _ = srv.child.kill();
+    let mut log = String::new();
+    srv.stderr.read_to_string(&mut log).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], health_log);
+    assert!(lines.iter().any(|l| l.starts_with("- - 413 in=")), "{log}");
+    assert!(lines.last().unwrap().starts_with("POST /v1/summarize 200 in="), "{log}");
+    assert!(!log.contains("Zanzibar"), "{log}");
+}
+
+#[test]
+fn rejects_bad_command_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_summarize-server")).arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected argument `--bogus`"));
+}
+
+#[test]
+fn refuses_connections_over_the_cap() {
+    use std::time::Duration;
+    use summarize_server::server::{serve, Limits};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let limits = Limits { max_connections: 1, io_timeout: Duration::from_secs(5), ..Limits::default() };
+    std::thread::spawn(move || serve(&listener, &limits));
+    // The first connection sends nothing and holds the only slot.
+    let idle = TcpStream::connect(&addr).unwrap();
+    let (status, _, body) = exchange(&addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 503);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "too many connections");
+    drop(idle);
+    // Once the slot is free again (the idle connection's thread sees EOF), requests succeed.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = exchange(&addr, b"GET /healthz HTTP/1.1\r\n\r\n").0;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status, 200);
+}

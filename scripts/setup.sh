@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Sets up everything the demo build and the test suite need, on a fresh Debian machine with the Rust toolchain:
+#   1. Debian packages (QEMU, swtpm, cpio, pigz, time, xz) when missing;
+#   2. a real Debian kernel package, fetched with apt-get download (scripts/fetch-kernel.sh) into build/kernel;
+#   3. the firmware fixtures, decompressed into build/firmware and checked against their recorded sha256;
+#   4. the static guest programs (guest-init, summarize-server) into build/guest;
+#   5. the demo inputs gathered in build/demo, and cvmforge itself (release build).
+# Everything it writes stays inside the repository (build/, target/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "setup: $*" >&2; }
+
+install_packages() {
+  local missing=()
+  command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+  command -v swtpm >/dev/null || missing+=(swtpm)
+  command -v swtpm_setup >/dev/null || missing+=(swtpm-tools)
+  command -v cpio >/dev/null || missing+=(cpio)
+  command -v pigz >/dev/null || missing+=(pigz)
+  command -v xz >/dev/null || missing+=(xz-utils)
+  [ -x /usr/bin/time ] || missing+=(time)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+decompress_firmware() {
+  mkdir -p build/firmware
+  local readme=tests/fixtures/firmware/README.md
+  for xz_file in tests/fixtures/firmware/*.fd.xz; do
+    local name out expected
+    name=$(basename "$xz_file" .xz)
+    out=build/firmware/$name
+    expected=$(awk -F'|' -v n="$name" '$2 ~ "^ *"n" *$" {gsub(/ /, "", $6); print $6}' "$readme")
+    if [ ! -f "$out" ] || [ "$(sha256sum "$out" | cut -d' ' -f1)" != "$expected" ]; then
+      xz -dc "$xz_file" > "$out.tmp" && mv "$out.tmp" "$out"
+    fi
+    local actual
+    actual=$(sha256sum "$out" | cut -d' ' -f1)
+    if [ "$actual" != "$expected" ]; then
+      echo "error: $out has sha256 $actual, but $readme records $expected" >&2
+      exit 1
+    fi
+  done
+  log "firmware fixtures in build/firmware (sha256 checked)"
+}
+
+gather_demo_inputs() {
+  mkdir -p build/demo
+  local kver
+  kver=$(ls build/kernel/root/lib/modules)
+  cp -f "build/kernel/root/boot/vmlinuz-$kver" build/demo/vmlinuz
+  cp -f "build/kernel/root/boot/config-$kver" build/demo/kernel.config
+  cp -f build/firmware/OVMF.amdsev.fd build/firmware/OVMF.inteltdx.ms.fd build/demo/
+  cp -f build/guest/guest-init build/guest/summarize-server build/demo/
+  log "demo inputs in build/demo (kernel $kver)"
+}
+
+install_packages
+scripts/fetch-kernel.sh build/kernel
+decompress_firmware
+scripts/build-guest.sh build/guest
+gather_demo_inputs
+log "building cvmforge (release)"
+cargo build --release --locked -p cvmforge
+log "done"
