@@ -170,7 +170,7 @@ impl Ctx {
             self.findings
                 .push(Finding { b: Some(describe_tar(eb)), ..Finding::new(FindingKind::Added, &key_name(path, key)) });
         }
-        self.flush_fields(path, outer_fields);
+        self.flush_fields(path, outer_fields, before);
         self.order(path, &ka, &kb);
         if !covered.is_empty() {
             let f = Finding::changed(
@@ -216,7 +216,9 @@ impl Ctx {
 
     /// Moves the collected field findings into the report, replacing every change shared by more than
     /// [`GROUP_MIN`] entries (one mtime for all files, a umask) by one finding on the container; restores `outer`.
-    fn flush_fields(&mut self, container: &str, outer: Vec<Finding>) {
+    /// The findings from index `from` on (this container's entries) are then ordered by path, so that each entry's
+    /// findings stay together.
+    fn flush_fields(&mut self, container: &str, outer: Vec<Finding>, from: usize) {
         let fields = std::mem::replace(&mut self.fields, outer);
         let mut groups: BTreeMap<FieldChange, Vec<String>> = BTreeMap::new();
         for f in &fields {
@@ -226,6 +228,9 @@ impl Ctx {
             |f: &Finding| groups.get(&(f.field.clone(), f.a.clone(), f.b.clone())).is_some_and(|g| g.len() > GROUP_MIN);
         let single: Vec<Finding> = fields.iter().filter(|f| !large(f)).cloned().collect();
         self.findings.extend(single);
+        if let Some(entries) = self.findings.get_mut(from..) {
+            entries.sort_by(|x, y| x.path.cmp(&y.path));
+        }
         for ((field, a, b), paths) in groups.iter().filter(|(_, paths)| paths.len() > GROUP_MIN) {
             let mut listed: Vec<String> = paths.iter().take(GROUP_LIST).map(|p| format!("`{p}`")).collect();
             if paths.len() > GROUP_LIST {
@@ -314,6 +319,7 @@ impl Ctx {
     }
 
     fn cpio_entries(&mut self, path: &str, xs: &[CpioEntry], ys: &[CpioEntry]) {
+        let before = self.findings.len();
         let outer_fields = std::mem::take(&mut self.fields);
         let (ka, kb) = (keyed(xs, |e| &e.path), keyed(ys, |e| &e.path));
         let mut inodes = Vec::new();
@@ -333,7 +339,7 @@ impl Ctx {
             self.findings
                 .push(Finding { b: Some(describe_cpio(eb)), ..Finding::new(FindingKind::Added, &key_name(path, key)) });
         }
-        self.flush_fields(&display_path(path), outer_fields);
+        self.flush_fields(&display_path(path), outer_fields, before);
         self.order(&display_path(path), &ka, &kb);
         if let Some((first, ia, ib)) = inodes.first() {
             let f = Finding::changed(
