@@ -54,11 +54,35 @@ pub(crate) fn binary(a: &[u8], b: &[u8]) -> Vec<String> {
         }
         _ => "(end of data)".to_string(),
     };
-    vec![
+    let mut lines = vec![
         format!("first difference at byte offset {offset} (0x{offset:x})"),
         format!("A: {}", window(a)),
         format!("B: {}", window(b)),
-    ]
+    ];
+    if let Some(field) = pe_field(a, offset).filter(|f| pe_field(b, offset) == Some(*f)) {
+        lines.push(format!("that offset is in the PE/COFF {field} (see docs/specs/reproducibility.md, PE images)"));
+    }
+    lines
+}
+
+/// The PE header field (of the EFI stub of a bzImage, or of a UKI) that holds byte `offset`, if any: the classic
+/// sources of non-reproducible kernels.
+fn pe_field(bytes: &[u8], offset: usize) -> Option<&'static str> {
+    if bytes.get(..2) != Some(b"MZ") {
+        return None;
+    }
+    // e_lfanew at 0x3c points at "PE\0\0"; the COFF header follows (PE/COFF spec, "MS-DOS Stub" and "COFF File Header").
+    let lfanew = bytes.get(0x3c..0x40).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_le_bytes)?;
+    let pe = usize::try_from(lfanew).ok()?;
+    if bytes.get(pe..pe.checked_add(4)?) != Some(b"PE\0\0") {
+        return None;
+    }
+    // Offsets from the PE signature; checked against pefile (`get_field_absolute_offset`) on a Debian 6.1 bzImage.
+    let fields = [("TimeDateStamp", 8, 4), ("optional-header CheckSum", 24 + 64, 4)];
+    fields.iter().find_map(|&(name, at, len)| {
+        let start = pe.checked_add(at)?;
+        (start..start + len).contains(&offset).then_some(name)
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -227,6 +251,22 @@ mod tests {
                 " 17",
                 " 18"
             ]
+        );
+    }
+
+    #[test]
+    fn binary_names_the_pe_timestamp_field() {
+        let mut a = vec![0u8; 0x100];
+        a[..2].copy_from_slice(b"MZ");
+        a[0x3c] = 0x80;
+        a[0x80..0x84].copy_from_slice(b"PE\0\0");
+        let mut b = a.clone();
+        b[0x80 + 9] = 1; // second byte of TimeDateStamp
+        let lines = binary(&a, &b);
+        assert_eq!(lines[0], "first difference at byte offset 137 (0x89)");
+        assert_eq!(
+            lines[3],
+            "that offset is in the PE/COFF TimeDateStamp (see docs/specs/reproducibility.md, PE images)"
         );
     }
 
