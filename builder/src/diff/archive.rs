@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{bundle_limits, json, short, text, DiffError, Finding, FindingKind, Report, SCHEMA_VERSION};
+use super::{bundle_limits, json, kernel, short, text, DiffError, Finding, FindingKind, Report, SCHEMA_VERSION};
 use crate::unpack::{
     read_bundle, read_initrd, sniff, Bundle, Container, CpioEntry, EntryType, Initrd, Limits, TarEntry,
 };
@@ -81,6 +81,8 @@ impl Ctx {
             return Ok(());
         }
         let before = self.findings.len();
+        // Two bare files (not members of a build) have no name of their own in findings.
+        let shown = if path.is_empty() { "(file)" } else { path };
         match (sniff(a), sniff(b)) {
             (Container::Tar, Container::Tar) => {
                 let x = self.read_bundle(path, "A", a)?;
@@ -91,11 +93,23 @@ impl Ctx {
             _ => {
                 if let (Some(x), Some(y)) = (json::parse_object(a), json::parse_object(b)) {
                     self.findings.extend(json::diff_documents(path, &x, &y));
+                } else if kernel::is_bzimage(a) && kernel::is_bzimage(b) {
+                    // Release and config first; the byte-level finding below still says where the bytes differ.
+                    self.findings.extend(kernel::diff_kernels(shown, a, b));
+                    self.findings.push(text::content_finding(
+                        shown,
+                        Some(a),
+                        Some(b),
+                        &sha(a),
+                        &sha(b),
+                        len(a),
+                        len(b),
+                    ));
                 }
             }
         }
         if self.findings.len() == before {
-            self.findings.push(text::content_finding(path, Some(a), Some(b), &sha(a), &sha(b), len(a), len(b)));
+            self.findings.push(text::content_finding(shown, Some(a), Some(b), &sha(a), &sha(b), len(a), len(b)));
         }
         Ok(())
     }

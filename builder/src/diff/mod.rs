@@ -23,6 +23,7 @@
 mod archive;
 pub mod fuzzing;
 mod json;
+mod kernel;
 mod text;
 
 pub use json::{Feed, FEEDS};

@@ -741,3 +741,63 @@ fn reads_gnu_tar_long_names_in_gnu_and_pax_formats() {
         assert_eq!(link.link_target.as_deref(), Some("../x"), "{format}");
     }
 }
+
+// ---- kernels ----
+
+fn synthetic_kernel(release: &str, config: &str) -> Vec<u8> {
+    let mut vmlinux = b"\x7fELF vmlinux text IKCFG_ST".to_vec();
+    vmlinux.extend(gzip(config.as_bytes(), 9, 0));
+    vmlinux.extend_from_slice(b"IKCFG_ED more text");
+    cvmforge::kconfig::setup::testing::bzimage(&format!("{release} (builder@host) #1 SMP"), &gzip(&vmlinux, 9, 0))
+}
+
+#[test]
+fn kernels_differing_in_release_and_config_name_both() {
+    let a =
+        synthetic_kernel("6.1.0-56-amd64", "CONFIG_NR_CPUS=512\nCONFIG_AMD_MEM_ENCRYPT=y\n# CONFIG_KEXEC is not set\n");
+    let b = synthetic_kernel("6.1.0-57-amd64", "CONFIG_NR_CPUS=64\n# CONFIG_KEXEC is not set\n");
+    let report = diff(&a, &b);
+    let changed: Vec<(&str, &str, &str)> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Changed)
+        .map(|f| (f.field.as_deref().unwrap(), f.a.as_deref().unwrap(), f.b.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("kernel release", "6.1.0-56-amd64", "6.1.0-57-amd64"),
+            ("config CONFIG_AMD_MEM_ENCRYPT", "y", "(unset)"),
+            ("config CONFIG_NR_CPUS", "512", "64"),
+        ]
+    );
+    // The bytes are still located.
+    let content = report.findings.iter().find(|f| f.kind == FindingKind::Content).unwrap();
+    assert!(content.detail[1].starts_with("first difference at byte offset"), "{content:?}");
+}
+
+#[test]
+fn real_kernel_timestamp_change_is_located_in_the_pe_header() {
+    let Ok(dir) = std::env::var("CVMFORGE_TEST_KERNEL_DIR") else {
+        eprintln!(
+            "skipping: CVMFORGE_TEST_KERNEL_DIR is not set (scripts/test.sh sets it to the extracted Debian kernel)"
+        );
+        return;
+    };
+    let boot = Path::new(&dir).join("boot");
+    let Some(vmlinuz) = fs_err::read_dir(&boot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+    else {
+        panic!("no vmlinuz-* in {}", boot.display());
+    };
+    let a = fs_err::read(&vmlinuz).unwrap();
+    let mut b = a.clone();
+    let pe = u32::from_le_bytes(a[0x3c..0x40].try_into().unwrap()) as usize;
+    b[pe + 8] ^= 1; // COFF TimeDateStamp, as a non-reproducible EFI stub build would change it
+    let report = diff(&a, &b);
+    let f = find(&report, FindingKind::Content, "(file)");
+    assert_eq!(f.detail[1], format!("first difference at byte offset {} (0x{:x})", pe + 8, pe + 8));
+    assert!(f.detail[4].contains("PE/COFF TimeDateStamp"), "{f:?}");
+}
