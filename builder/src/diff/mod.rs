@@ -98,8 +98,8 @@ impl Finding {
 
     /// The one-line human summary.
     pub fn headline(&self) -> String {
-        let a = self.a.as_deref().unwrap_or("-");
-        let b = self.b.as_deref().unwrap_or("-");
+        let a = &clip(self.a.as_deref().unwrap_or("-"));
+        let b = &clip(self.b.as_deref().unwrap_or("-"));
         let field = self.field.as_deref().unwrap_or("value");
         match self.kind {
             FindingKind::Added => format!("{}: only in B ({b})", self.path),
@@ -124,6 +124,16 @@ impl Finding {
             FindingKind::Measurement => self.detail.get(1..).unwrap_or_default(),
             _ => &self.detail,
         }
+    }
+}
+
+/// Headlines show at most this many characters of a value (the JSON report has it whole).
+const HEADLINE_VALUE: usize = 100;
+
+fn clip(value: &str) -> String {
+    match value.char_indices().nth(HEADLINE_VALUE) {
+        Some((at, _)) => format!("{}…", value.get(..at).unwrap_or_default()),
+        None => value.to_string(),
     }
 }
 
