@@ -599,6 +599,29 @@ fn rejects_gzip_bomb_at_the_decompression_cap() {
 }
 
 #[test]
+fn rejects_zstd_bomb_at_the_decompression_cap() {
+    const MIB: usize = 1 << 20;
+    let mut w = CpioWriter::new(Vec::new(), 0);
+    w.add_file("zeros", 0o644, 0, &mut &b""[..]).unwrap();
+    let mut header = w.finish().unwrap()[..116].to_vec();
+    header[54..62].copy_from_slice(format!("{:08X}", 24 * MIB).as_bytes()); // c_filesize
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+    enc.write_all(&header).unwrap();
+    let zeros = vec![0u8; MIB];
+    for _ in 0..24 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 100_000, "{} bytes compressed", bomb.len());
+    let limits = Limits { max_total_size: 8 << 20, ..Limits::default() };
+    let err = read_initrd(&bomb[..], &limits).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the decompressed zstd stream exceeds the cap of 8388608 bytes (a decompression bomb?)"
+    );
+}
+
+#[test]
 fn rejects_data_that_is_not_cpio_inside_gzip() {
     let err = read_initrd(&gzip(b"hello world", 6, 0)[..], &Limits::default()).unwrap_err();
     assert_eq!(
