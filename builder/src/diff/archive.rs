@@ -159,6 +159,7 @@ impl Ctx {
     ) -> Result<(), DiffError> {
         let before = self.findings.len();
         let outer_fields = std::mem::take(&mut self.fields);
+        let shown = if path.is_empty() { "(bundle)" } else { path };
         let (ka, kb) = (keyed(&x.entries, |e| &e.path), keyed(&y.entries, |e| &e.path));
         let mut covered = Vec::new();
         for (key, (_, ea)) in &ka {
@@ -184,12 +185,12 @@ impl Ctx {
             self.findings
                 .push(Finding { b: Some(describe_tar(eb)), ..Finding::new(FindingKind::Added, &key_name(path, key)) });
         }
-        self.flush_fields(path, outer_fields, before);
-        self.order(path, &ka, &kb);
+        self.flush_fields(shown, outer_fields, before);
+        self.order(shown, &ka, &kb);
         if !covered.is_empty() {
             let f = Finding::changed(
                 FindingKind::Content,
-                path,
+                shown,
                 "sha256",
                 hex::encode(sha(raw.0)),
                 hex::encode(sha(raw.1)),
@@ -202,7 +203,7 @@ impl Ctx {
         if self.findings.len() == before {
             let f = Finding::changed(
                 FindingKind::ArchiveBytes,
-                path,
+                shown,
                 "sha256",
                 hex::encode(sha(raw.0)),
                 hex::encode(sha(raw.1)),

@@ -225,7 +225,7 @@ fn finding(prefix: &str, path: &[Seg], change: &Change, all: &[(Vec<Seg>, Change
             Finding { a: Some(show(x)), b: Some(show(y)), field, ..Finding::new(FindingKind::Changed, &full) }
         }
     };
-    if let Some(feed) = measurement(path) {
+    if let (Some(feed), Change::Changed(..)) = (measurement(path), change) {
         f.kind = FindingKind::Measurement;
         f.detail = explain(path, feed, change, all);
     } else {

@@ -36,6 +36,9 @@ use thiserror::Error;
 
 use crate::unpack::{read_bundle, sniff, Bundle, Container, Limits, UnpackError};
 
+/// File-name suffix of the publishing bundle in an output directory.
+const BUNDLE_SUFFIX: &str = ".cvm.tar";
+
 /// Version of the `--json` report layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -279,7 +282,12 @@ pub fn diff_paths(a: &Path, b: &Path, limits: &Limits) -> Result<Report, DiffErr
         (Input::Bundle(x, bx), Input::Bundle(y, by)) if bx != by => ctx.bundle("", x, y, (bx, by), None)?,
         (Input::Bundle(..), Input::Bundle(..)) => {}
         (Input::Directory(_) | Input::Bundle(..), Input::Directory(_) | Input::Bundle(..)) => {
-            let (x, y) = (members(&left), members(&right));
+            let (mut x, mut y) = (members(&left), members(&right));
+            if left.kind() != right.kind() {
+                // A bundle cannot contain itself: compare the directory's loose files with the bundle's members.
+                x.retain(|name, _| !name.ends_with(BUNDLE_SUFFIX));
+                y.retain(|name, _| !name.ends_with(BUNDLE_SUFFIX));
+            }
             ctx.members("", &x, &y)?;
         }
         _ => return Err(DiffError::KindMismatch { a: left.kind(), b: right.kind() }),
