@@ -259,8 +259,9 @@ fn sources_of(path: &[Seg]) -> Vec<&'static str> {
             let value = sel.split_once('=').map_or(sel.as_str(), |(_, v)| v);
             canonical(value)
         }
+        // The manifest records the command line under `kernel.cmdline`, but it is measured on its own.
+        [Seg::Key(r), Seg::Key(k), ..] if (r == "kernel" || r == "recipe") && k == "cmdline" => vec!["cmdline"],
         [Seg::Key(k), ..] if k == "initrd" || k == "kernel" || k == "cmdline" => canonical(k),
-        [Seg::Key(r), Seg::Key(k), ..] if r == "recipe" && k == "cmdline" => vec!["cmdline"],
         _ => Vec::new(),
     }
 }
@@ -272,7 +273,9 @@ fn canonical(name: &str) -> Vec<&'static str> {
     if has("cvm.tar") || has("manifest") {
         return Vec::new();
     }
-    if has("initrd") || has("initramfs") {
+    // The build's input roles are `kernel`, `init`, `file:<dst>`, `firmware:snp`, `firmware:tdx`
+    // (`build/inputs.rs`); `init` and every `file:` go into the initrd.
+    if has("initrd") || has("initramfs") || n == "init" || n.starts_with("file:") {
         return vec!["initrd"];
     }
     if has("cmdline") || has("command") {
@@ -302,21 +305,23 @@ fn explain(path: &[Seg], feed: &Feed, change: &Change, all: &[(Vec<Seg>, Change)
     for source in feed.sources {
         let mut hits = all.iter().filter(|(p, _)| sources_of(p).contains(source));
         if let Some((p, c)) = hits.next() {
-            causes.push(format!("{source} ({})", describe_change(p, c)));
+            // `inputs[role=kernel].sha256` reads as "kernel (sha256 ...)"; other paths are spelled out.
+            let obvious = render(p).contains(&format!("={source}]"));
+            causes.push(format!("{source} ({})", describe_change(p, c, !obvious)));
         }
     }
     let element = path.get(..3).unwrap_or_default();
     for (p, c) in all.iter().filter(|(p, _)| p.len() > 3 && p.starts_with(element)) {
         let shape_field = p.iter().skip(3).any(|s| matches!(s, Seg::Key(k) if feed.shape.contains(&k.as_str())));
         if shape_field {
-            causes.push(format!("shape {}", describe_change(p.get(3..).unwrap_or_default(), c)));
+            causes.push(format!("shape {}", describe_change(p.get(3..).unwrap_or_default(), c, false)));
         }
     }
     let first = if causes.is_empty() {
         let version = all
             .iter()
             .find(|(p, _)| matches!(p.as_slice(), [Seg::Key(k)] if k == "cvmforge_version"))
-            .map(|(p, c)| format!(" ({})", describe_change(p, c)))
+            .map(|(p, c)| format!(" ({})", describe_change(p, c, false)))
             .unwrap_or_default();
         format!(
             "none of its recorded inputs changed; the measurement code or an unrecorded parameter differs (compare cvmforge_version{version})"
@@ -335,11 +340,11 @@ fn explain(path: &[Seg], feed: &Feed, change: &Change, all: &[(Vec<Seg>, Change)
     detail
 }
 
-/// `sha256 aa… → bb…` for a change at `path`.
-fn describe_change(path: &[Seg], change: &Change) -> String {
+/// `sha256 aa… → bb…` for a change at `path` (with the whole path instead of its last key when `full`).
+fn describe_change(path: &[Seg], change: &Change, full: bool) -> String {
     let rendered = render(path);
     let name = match path.last() {
-        Some(Seg::Key(k)) => k.clone(),
+        Some(Seg::Key(k)) if !full => k.clone(),
         _ => rendered.clone(),
     };
     match change {
@@ -362,6 +367,29 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].path, "inputs[role=kernel].sha256");
         assert_eq!((f[0].a.as_deref(), f[0].b.as_deref()), (Some("aa"), Some("bb")));
+    }
+
+    #[test]
+    fn build_roles_map_onto_measurement_inputs() {
+        assert_eq!(canonical("init"), ["initrd"]);
+        assert_eq!(canonical("file:/etc/app.toml"), ["initrd"]);
+        assert_eq!(canonical("firmware:snp"), ["firmware-snp"]);
+        assert_eq!(canonical("firmware:tdx"), ["firmware-tdx"]);
+        assert_eq!(canonical("firmware-snp.fd"), ["firmware-snp"]);
+        assert_eq!(canonical("kernel"), ["kernel"]);
+        let key = |k: &str| Seg::Key(k.to_string());
+        assert_eq!(sources_of(&[key("kernel"), key("cmdline")]), ["cmdline"]);
+        assert_eq!(sources_of(&[key("kernel"), key("version")]), ["kernel"]);
+        assert_eq!(sources_of(&[key("inputs"), Seg::Select("role=init".into()), key("sha256")]), ["initrd"]);
+    }
+
+    #[test]
+    fn a_changed_init_binary_explains_the_snp_digest() {
+        let doc = |init: &str, digest: &str| json!({"inputs": [{"role": "init", "sha256": init}], "measurements": {"snp": [{"vcpus": 1, "digest": digest}]}});
+        let f = diff_documents("manifest.json", &doc(&"a".repeat(64), "d1"), &doc(&"b".repeat(64), "d2"));
+        let snp = f.iter().find(|f| f.kind == FindingKind::Measurement).unwrap();
+        assert_eq!(snp.path, "manifest.json:measurements.snp[vcpus=1].digest");
+        assert_eq!(snp.detail[0], "its inputs initrd (inputs[role=init].sha256 aaaaaaaaaaaa… → bbbbbbbbbbbb…) changed");
     }
 
     #[test]
