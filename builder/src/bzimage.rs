@@ -93,10 +93,16 @@ impl BzImage {
 /// Reads the NUL-terminated kernel version string that the header's pointer names, if it is in bounds and UTF-8.
 fn kernel_version(bytes: &[u8]) -> Option<String> {
     let ptr = bytes.get(KERNEL_VERSION_PTR_OFFSET..KERNEL_VERSION_PTR_OFFSET + 2)?;
-    let start = usize::from(u16::from_le_bytes([ptr[0], ptr[1]])).checked_add(0x200)?;
+    // A zero pointer means "no version string" (boot.rst), not "the string at 0x200" (which is the jump instruction).
+    let ptr = u16::from_le_bytes([ptr[0], ptr[1]]);
+    if ptr == 0 {
+        return None;
+    }
+    let start = usize::from(ptr).checked_add(0x200)?;
     let tail = bytes.get(start..)?;
     let end = tail.iter().take(512).position(|&b| b == 0)?;
-    std::str::from_utf8(&tail[..end]).ok().map(str::to_string)
+    let version = std::str::from_utf8(&tail[..end]).ok()?;
+    (!version.is_empty()).then(|| version.to_string())
 }
 
 #[cfg(test)]
@@ -118,6 +124,14 @@ mod tests {
         let k = BzImage::parse(&fake_kernel(0x020f)).unwrap();
         assert_eq!(k.protocol_string(), "2.15");
         assert_eq!(k.release(), Some("6.1.0-9-amd64"));
+    }
+
+    #[test]
+    fn zero_version_pointer_means_no_version_string() {
+        let mut k = fake_kernel(0x020f);
+        k[KERNEL_VERSION_PTR_OFFSET..KERNEL_VERSION_PTR_OFFSET + 2].copy_from_slice(&[0, 0]);
+        k[0x200..0x202].copy_from_slice(&[0xeb, 0x66]); // the jmp at 0x200
+        assert_eq!(BzImage::parse(&k).unwrap().kernel_version, None);
     }
 
     #[test]

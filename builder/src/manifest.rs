@@ -1,1 +1,262 @@
-//! manifest (to be written).
+//! `manifest.json`: the machine-readable record of one build (schema [`MANIFEST_SCHEMA`]).
+//!
+//! It names the recipe (by digest), every input and output (by digest and size), the initrd's entries and
+//! compressor, the kernel's boot protocol, and the launch measurements. It holds nothing that varies between
+//! machines: no absolute paths, host names or build times, so two reproducible builds write identical manifests.
+//!
+//! It is written with sorted keys (through `serde_json::Value`), pretty-printed, with a trailing newline.
+//! Later additions (in-toto statements, a policy report, dm-verity volumes, per-shape QEMU command lines) go in new
+//! optional sections (`#[serde(default, skip_serializing_if = ...)]`) so that existing manifests keep their bytes;
+//! a change of meaning bumps the schema, and [`Manifest::from_json`] rejects schemas it does not know.
+//!
+//! ```
+//! use cvmforge::manifest::{Manifest, MANIFEST_SCHEMA};
+//! let err = Manifest::from_json(r#"{"schema": "https://cvmforge.dev/manifest/v99"}"#).unwrap_err();
+//! assert!(err.to_string().contains("v99"));
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::compress::CompressorInfo;
+
+/// The schema identifier this version writes and reads.
+pub const MANIFEST_SCHEMA: &str = "https://cvmforge.dev/manifest/v1";
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`MANIFEST_SCHEMA`].
+    pub schema: String,
+    /// The `cvmforge` version that built the image.
+    pub cvmforge_version: String,
+    /// The recipe.
+    pub recipe: RecipeRecord,
+    /// The recipe's `source_date_epoch`: the only time in the outputs.
+    pub source_date_epoch: u32,
+    /// Every input, in recipe order (kernel, init, files, firmware).
+    pub inputs: Vec<InputRecord>,
+    /// Every output file except `manifest.json` and the bundle, sorted by name.
+    pub outputs: Vec<OutputRecord>,
+    /// The initrd.
+    pub initrd: InitrdRecord,
+    /// The kernel.
+    pub kernel: KernelRecord,
+    /// Launch measurements per platform and VM shape.
+    pub measurements: Measurements,
+    /// The sealing-policy verdict (filled in by the sealing checks).
+    #[serde(default)]
+    pub sealing: BTreeMap<String, serde_json::Value>,
+}
+
+/// The recipe a build came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeRecord {
+    /// `name:`.
+    pub name: String,
+    /// `version:`.
+    pub version: String,
+    /// The recipe file relative to the recipe's tree (`root:`), with `/` separators.
+    pub path: String,
+    /// SHA-256 of the recipe file.
+    pub sha256: String,
+}
+
+/// One input file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRecord {
+    /// `kernel`, `init`, `file:/usr/bin/app`, `firmware:snp`, ...
+    pub role: String,
+    /// The path as written in the recipe.
+    pub path: String,
+    /// SHA-256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRecord {
+    /// File name in the output directory.
+    pub name: String,
+    /// SHA-256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The initrd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitrdRecord {
+    /// The compressor and its exact parameters.
+    pub compression: CompressorInfo,
+    /// SHA-256 of the uncompressed newc archive.
+    pub uncompressed_sha256: String,
+    /// Size of the uncompressed newc archive.
+    pub uncompressed_size: u64,
+    /// Every entry in archive order.
+    pub entries: Vec<EntryRecord>,
+}
+
+/// Type of an initrd entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryType {
+    /// Directory.
+    Directory,
+    /// Regular file.
+    File,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    Chardev,
+}
+
+/// One initrd entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRecord {
+    /// Absolute path in the initrd.
+    pub path: String,
+    /// Entry type.
+    #[serde(rename = "type")]
+    pub kind: EntryType,
+    /// Permission bits as four octal digits, e.g. `0755`.
+    pub mode: String,
+    /// Content size (file bytes, or the symlink target's length).
+    pub size: u64,
+    /// SHA-256 of the content (files and symlinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Symlink target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `major:minor` of a device node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// The kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRecord {
+    /// Boot protocol, e.g. `2.15`.
+    pub boot_protocol: String,
+    /// The kernel version string from the setup header, if present.
+    pub version: Option<String>,
+    /// The command line (the exact bytes of the `cmdline` output).
+    pub cmdline: String,
+}
+
+/// Launch measurements (one record per VM shape).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measurements {
+    /// SEV-SNP launch digests.
+    pub snp: Vec<serde_json::Value>,
+    /// TDX MRTD/RTMRs.
+    pub tdx: Vec<serde_json::Value>,
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Not JSON, or not the v1 structure.
+    #[error("not a valid cvmforge manifest")]
+    Parse {
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No `schema` string.
+    #[error("not a cvmforge manifest: no `schema` string (expected `{MANIFEST_SCHEMA}`)")]
+    NoSchema,
+    /// A schema this version does not read.
+    #[error("manifest schema `{found}` is not supported: this cvmforge reads `{MANIFEST_SCHEMA}`")]
+    UnknownSchema {
+        /// The schema found.
+        found: String,
+    },
+}
+
+impl Manifest {
+    /// Sorted-key pretty JSON with a trailing newline: the exact bytes of `manifest.json`.
+    pub fn to_json(&self) -> String {
+        // The manifest holds only strings, integers and JSON values: serialization cannot fail.
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Parses a manifest, rejecting unknown schemas before looking at anything else.
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|source| ManifestError::Parse { source })?;
+        let schema = value.get("schema").and_then(serde_json::Value::as_str).ok_or(ManifestError::NoSchema)?;
+        if schema != MANIFEST_SCHEMA {
+            return Err(ManifestError::UnknownSchema { found: schema.to_string() });
+        }
+        serde_json::from_value(value).map_err(|source| ManifestError::Parse { source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            schema: MANIFEST_SCHEMA.to_string(),
+            cvmforge_version: "0.1.0".into(),
+            recipe: RecipeRecord { name: "d".into(), version: "1".into(), path: "d.yaml".into(), sha256: "ab".into() },
+            source_date_epoch: 1,
+            inputs: vec![],
+            outputs: vec![],
+            initrd: InitrdRecord {
+                compression: crate::compress::describe(&crate::compress::Compression::None),
+                uncompressed_sha256: "cd".into(),
+                uncompressed_size: 0,
+                entries: vec![EntryRecord {
+                    path: "/init".into(),
+                    kind: EntryType::File,
+                    mode: "0755".into(),
+                    size: 0,
+                    sha256: Some("ef".into()),
+                    target: None,
+                    device: None,
+                }],
+            },
+            kernel: KernelRecord { boot_protocol: "2.15".into(), version: None, cmdline: String::new() },
+            measurements: Measurements::default(),
+            sealing: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_with_sorted_keys() {
+        let m = sample();
+        let text = m.to_json();
+        assert_eq!(Manifest::from_json(&text).unwrap(), m);
+        assert!(text.ends_with("}\n"));
+        assert!(text.find("\"cvmforge_version\"").unwrap() < text.find("\"initrd\"").unwrap());
+        assert!(text.contains("\"type\": \"file\""));
+    }
+
+    #[test]
+    fn rejects_unknown_schema_and_fields() {
+        let text = sample().to_json().replace("manifest/v1", "manifest/v2");
+        assert!(matches!(Manifest::from_json(&text), Err(ManifestError::UnknownSchema { .. })));
+        assert!(matches!(Manifest::from_json("[]"), Err(ManifestError::NoSchema)));
+        let extra = sample().to_json().replacen('{', "{\"surprise\": 1,", 1);
+        assert!(matches!(Manifest::from_json(&extra), Err(ManifestError::Parse { .. })));
+    }
+}

@@ -1,14 +1,161 @@
-//! `cvmforge build`: not implemented yet (placeholder so that the CLI skeleton compiles).
+//! `cvmforge build RECIPE -o DIR`: builds an image from a recipe and prints what it wrote.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::Ui;
+use crate::build::{self, BuildError, BuildOptions, BuildReport, Progress, Step};
+use crate::lock::LockError;
 
-/// Arguments of this subcommand.
+use super::{Hinted, Ui, UsageError};
+
+/// Arguments of `cvmforge build`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:
+  cvmforge build recipes/demo.yaml -o out/demo
+  cvmforge build recipes/demo.yaml -o out/demo --locked      # CI: refuse inputs that differ from recipes/demo.lock
+  cvmforge build recipes/demo.yaml -o out/demo --force --jobs 1
+  cvmforge build recipes/demo.yaml -o out/demo --json | jq .outputs
 
-/// Not implemented yet.
-pub fn run(_args: Args, _ui: &Ui) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`build` is not implemented yet")
+Exit codes: 0 built, 1 build failed (bad recipe, input, lock mismatch, existing output), 2 usage error.")]
+pub struct Args {
+    /// The recipe (YAML); input paths in it are relative to its directory.
+    pub recipe: PathBuf,
+    /// Output directory; must not exist or be empty unless --force. Written atomically.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Refuse to build if any input differs from the lock file `<recipe stem>.lock`; the lock is not rewritten.
+    #[arg(long)]
+    pub locked: bool,
+    /// Replace an existing non-empty output directory (atomically).
+    #[arg(long)]
+    pub force: bool,
+    /// Compression threads [default: the number of CPUs]; the output bytes do not depend on it.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+}
+
+/// Runs the build and prints the summary (or the [`BuildReport`] as JSON).
+pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+    if !args.recipe.is_file() {
+        let what = if args.recipe.is_dir() { "is a directory" } else { "does not exist" };
+        return Err(UsageError(format!("recipe `{}` {what}", args.recipe.display())).into());
+    }
+    let jobs = match args.jobs {
+        Some(n) => usize::try_from(n)?,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let options =
+        BuildOptions { recipe: args.recipe.clone(), output: args.output, locked: args.locked, force: args.force, jobs };
+    let result = if ui.progress {
+        let bar = Bar::new();
+        let result = build::build_with_progress(&options, &bar);
+        bar.bar.finish_and_clear();
+        result
+    } else {
+        build::build(&options)
+    };
+    let report = result.map_err(|err| with_hint(err, &options))?;
+    if ui.json {
+        super::print_json(&report)?;
+    } else {
+        print_stdout(&summary(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_hint(err: BuildError, options: &BuildOptions) -> anyhow::Error {
+    let hint = match &err {
+        BuildError::OutputExists { .. } => {
+            Some("pass --force to replace it, or choose another -o directory".to_string())
+        }
+        BuildError::InputOutsideTree { .. } => Some(
+            "set `root:` in the recipe to a directory that contains the input, or `follow_symlinks: true` to allow it"
+                .to_string(),
+        ),
+        BuildError::Lock(LockError::Differs { .. }) => Some(
+            "if the new inputs are intended, build once without --locked to update the lock file, and commit it"
+                .to_string(),
+        ),
+        BuildError::Lock(LockError::Missing { .. }) => {
+            Some("build once without --locked to create the lock file, and commit it".to_string())
+        }
+        _ => None,
+    };
+    let message = format!("cannot build `{}`", options.recipe.display());
+    match hint {
+        Some(hint) => anyhow::Error::new(err).context(Hinted { message, hint }),
+        None => anyhow::Error::new(err).context(message),
+    }
+}
+
+/// The human summary of a build.
+pub fn summary(report: &BuildReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = render(&mut out, report);
+    return out;
+
+    fn render(out: &mut String, report: &BuildReport) -> std::fmt::Result {
+        writeln!(out, "built {} {} into {}\n", report.recipe.name, report.recipe.version, report.output_dir)?;
+        let width = report.outputs.iter().map(|o| o.name.len()).max().unwrap_or(0);
+        for output in &report.outputs {
+            writeln!(out, "  {:width$}  {}  {:>12} bytes", output.name, output.sha256, output.size)?;
+        }
+        let c = &report.initrd.compression;
+        writeln!(
+            out,
+            "\ninitrd:       {} entries, {} level {} ({} {})",
+            report.initrd.entries, c.algorithm, c.level, c.implementation, c.implementation_version
+        )?;
+        let version = report.kernel.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
+        writeln!(out, "kernel:       boot protocol {}{version}", report.kernel.boot_protocol)?;
+        writeln!(out, "lock:         {} ({})", report.lock.path, report.lock.status)?;
+        let m = &report.measurements;
+        if m.snp.is_empty() && m.tdx.is_empty() {
+            writeln!(out, "measurements: none")?;
+        }
+        for (platform, list) in [("snp", &m.snp), ("tdx", &m.tdx)] {
+            for value in list {
+                writeln!(out, "measurement:  {platform} {value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes to stdout; a closed pipe (`cvmforge build ... | head -1`) is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// An indicatif bar on stderr.
+struct Bar {
+    bar: indicatif::ProgressBar,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Bar { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn begin(&self, step: Step, total_bytes: u64) {
+        self.bar.set_message(step.to_string());
+        self.bar.set_length(total_bytes);
+        self.bar.set_position(0);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
 }

@@ -135,7 +135,11 @@ fn dispatch(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
 /// Prints `error:`, each `caused by:`, and a `hint:` if one is attached; with `--json` also one JSON object on stdout.
 fn report_error(err: &anyhow::Error, ui: &Ui) {
     let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
-    let hint = err.chain().find_map(|c| c.downcast_ref::<Hinted>()).map(|h| h.hint.clone());
+    // `downcast_ref` also sees a `Hinted` attached with `.context(..)`, which `chain()` items (ContextError) hide.
+    let hint = err
+        .downcast_ref::<Hinted>()
+        .or_else(|| err.chain().find_map(|c| c.downcast_ref::<Hinted>()))
+        .map(|h| h.hint.clone());
     eprintln!("error: {err}");
     for cause in &causes {
         eprintln!("  caused by: {cause}");

@@ -1,14 +1,788 @@
-//! `cvmforge run`: not implemented yet (placeholder so that the CLI skeleton compiles).
+//! `cvmforge run`: boot an image under QEMU without confidential computing, for smoke tests.
+//!
+//! The image is an output directory of `cvmforge build` or its `.cvm.tar` bundle; the boot uses its `kernel`,
+//! `initrd.img` and `cmdline`. KVM is used when `/dev/kvm` can be opened read-write, TCG otherwise. The guest console
+//! (the first serial port) is streamed to stderr line by line. The outcome is the guest's: exit 0 when it powered
+//! off (QEMU exits 0 after an ACPI power-off with `-no-reboot`), 1 on a kernel panic, a timeout or a QEMU failure.
+//! QEMU runs in its own process group and is killed whenever `cvmforge` stops, including on Ctrl-C.
+//!
+//! `--print-command` prints the QEMU command instead, followed by the confidential launch command of every measured
+//! shape recorded in the manifest.
 
-use std::process::ExitCode;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use super::Ui;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use serde_json::Value;
 
-/// Arguments of this subcommand.
+use super::{Hinted, Ui, UsageError};
+use crate::qemu::{
+    is_kernel_panic, parse_duration, parse_size, shell_line, smoke_boot_args, Accel, PortForward, SmokeBoot,
+    CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, QEMU_BINARY,
+};
+
+/// Version of the `--json` documents below; bumped on any incompatible change.
+const SCHEMA_VERSION: u32 = 1;
+/// Smallest guest RAM accepted: a Linux kernel with an initrd does not boot in less.
+const MIN_MEMORY: u64 = 64 << 20;
+/// How long the console keeps streaming after a panic line, so that the panic's backtrace is shown.
+const PANIC_GRACE: Duration = Duration::from_secs(1);
+/// How often the supervisor checks the child, the deadline and the signal flag.
+const POLL: Duration = Duration::from_millis(100);
+/// Longest console line kept in one piece; longer output is split (a guest could print without newlines forever).
+const MAX_LINE: usize = 16 * 1024;
+/// QEMU's own stderr lines kept for the error message.
+const STDERR_TAIL: usize = 5;
+
+/// How to choose the accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    /// KVM if `/dev/kvm` can be opened read-write, else TCG.
+    Auto,
+    /// KVM, or fail.
+    Kvm,
+    /// TCG (software emulation), even when KVM is available.
+    Tcg,
+}
+
+/// Arguments of `cvmforge run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:
+  cvmforge run out/ --forward 8080:8080
+  cvmforge run demo-1.0.cvm.tar --memory 2G --vcpus 4 --timeout 5m
+  cvmforge run out/ --print-command
 
-/// Not implemented yet.
-pub fn run(_args: Args, _ui: &Ui) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`run` is not implemented yet")
+Exit status: 0 when the guest powered off, 1 on a kernel panic, a timeout or a QEMU failure, 2 on bad arguments.")]
+pub struct Args {
+    /// An output directory of `cvmforge build`, or its `.cvm.tar` bundle.
+    #[arg(value_name = "OUTPUT_DIR|BUNDLE")]
+    pub image: PathBuf,
+
+    /// Forward TCP connections to 127.0.0.1:HOSTPORT to the guest's GUESTPORT (repeatable).
+    #[arg(long = "forward", value_name = "HOSTPORT:GUESTPORT")]
+    pub forwards: Vec<PortForward>,
+
+    /// Guest RAM, with a K, M or G suffix (binary units).
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_memory)]
+    pub memory: u64,
+
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub vcpus: u32,
+
+    /// Give up (and stop QEMU) after this long: seconds, or with an s, m or h suffix.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Attach this raw disk image as a virtio disk (its contents are the guest's to change).
+    #[arg(long, value_name = "FILE")]
+    pub scratch_disk: Option<PathBuf>,
+
+    /// The accelerator.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+
+    /// Print the QEMU command (and the confidential launch commands from the manifest) instead of booting.
+    #[arg(long)]
+    pub print_command: bool,
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|e| e.to_string())?;
+    if bytes < MIN_MEMORY {
+        return Err(format!(
+            "{bytes} bytes of guest RAM is too little (at least 64M); sizes without a suffix are bytes"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Runs `cvmforge run`.
+pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+    let image = Image::open(&args.image)?;
+    let accel = choose_accel(args.accel)?;
+    let scratch = args.scratch_disk.as_deref().map(scratch_disk_arg).transpose()?;
+    let (kernel, initrd) = (image.path_arg(KERNEL_FILE)?, image.path_arg(INITRD_FILE)?);
+    let boot = SmokeBoot {
+        accel,
+        memory_bytes: args.memory,
+        vcpus: args.vcpus,
+        kernel: &kernel,
+        initrd: &initrd,
+        cmdline: &image.cmdline,
+        forwards: &args.forwards,
+        scratch_disk: scratch.as_deref(),
+    };
+    check_forwards(&args.forwards)?;
+    let qemu_args = smoke_boot_args(&boot);
+    if args.print_command {
+        print_commands(&image, accel, &qemu_args, ui)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = boot_and_wait(&qemu_args, args.timeout)?;
+    finish(outcome, accel, args.timeout, ui)
+}
+
+/// The image's files: in the output directory itself, or extracted from the bundle into a temporary directory.
+struct Image {
+    /// Where `kernel` and `initrd.img` are.
+    dir: PathBuf,
+    /// For a bundle: its path, and the temporary directory that lives as long as QEMU may read from it.
+    bundle: Option<(PathBuf, tempfile::TempDir)>,
+    /// The kernel command line (one trailing newline removed).
+    cmdline: String,
+}
+
+impl Image {
+    fn open(path: &Path) -> anyhow::Result<Image> {
+        let meta = fs_err::metadata(path).map_err(|e| UsageError(e.to_string()))?;
+        let (dir, bundle) = if meta.is_dir() {
+            (path.to_path_buf(), None)
+        } else {
+            let temp = tempfile::tempdir().context("cannot create a temporary directory for the bundle's files")?;
+            bundle::extract(path, &[KERNEL_FILE, INITRD_FILE, CMDLINE_FILE, MANIFEST_FILE], temp.path())?;
+            (temp.path().to_path_buf(), Some((path.to_path_buf(), temp)))
+        };
+        let mut image = Image { dir, bundle, cmdline: String::new() };
+        for name in [KERNEL_FILE, INITRD_FILE, CMDLINE_FILE] {
+            image.require(name)?;
+        }
+        image.cmdline = image.read_cmdline()?;
+        Ok(image)
+    }
+
+    /// Where the image came from, for messages.
+    fn origin(&self) -> String {
+        match &self.bundle {
+            Some((path, _)) => format!("bundle `{}`", path.display()),
+            None => format!("output directory `{}`", self.dir.display()),
+        }
+    }
+
+    fn require(&self, name: &str) -> anyhow::Result<()> {
+        let path = self.dir.join(name);
+        if !path.is_file() {
+            let missing = match &self.bundle {
+                Some((bundle, _)) => format!("bundle `{}` has no member `{name}`", bundle.display()),
+                None => format!("`{}` does not exist (or is not a file)", path.display()),
+            };
+            return Err(Hinted {
+                message: missing,
+                hint: format!(
+                    "`cvmforge run` boots what `cvmforge build` writes: `{KERNEL_FILE}`, `{INITRD_FILE}` and \
+                     `{CMDLINE_FILE}` in an output directory or its `.cvm.tar` bundle"
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn read_cmdline(&self) -> anyhow::Result<String> {
+        let path = self.dir.join(CMDLINE_FILE);
+        let bytes = fs_err::read(&path)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| anyhow::anyhow!("`{CMDLINE_FILE}` of the {} is not UTF-8: {e}", self.origin()))?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        if text.contains('\0') {
+            bail!("`{CMDLINE_FILE}` of the {} contains a NUL byte", self.origin());
+        }
+        Ok(text.to_owned())
+    }
+
+    /// The argument naming an image file: its path, or for a bundle, where QEMU reads it during the run and its
+    /// member name when printing (the temporary directory is gone by then).
+    fn path_arg(&self, name: &str) -> anyhow::Result<String> {
+        let path = self.dir.join(name);
+        path.to_str().map(str::to_owned).with_context(|| format!("path `{}` is not UTF-8", path.display()))
+    }
+
+    fn manifest(&self) -> anyhow::Result<Option<Value>> {
+        let path = self.dir.join(MANIFEST_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = fs_err::read_to_string(&path)?;
+        let value = serde_json::from_str(&text)
+            .with_context(|| format!("`{MANIFEST_FILE}` of the {} is not valid JSON", self.origin()))?;
+        Ok(Some(value))
+    }
+}
+
+fn scratch_disk_arg(path: &Path) -> anyhow::Result<String> {
+    if !path.is_file() {
+        return Err(Hinted {
+            message: format!("scratch disk `{}` does not exist (or is not a file)", path.display()),
+            hint: "create one, e.g. `truncate -s 1G scratch.img`".into(),
+        }
+        .into());
+    }
+    path.to_str().map(str::to_owned).with_context(|| format!("scratch disk path `{}` is not UTF-8", path.display()))
+}
+
+fn check_forwards(forwards: &[PortForward]) -> anyhow::Result<()> {
+    let mut hosts = std::collections::BTreeSet::new();
+    for f in forwards {
+        if !hosts.insert(f.host) {
+            return Err(UsageError(format!("host port {} is forwarded twice", f.host)).into());
+        }
+    }
+    Ok(())
+}
+
+/// KVM is usable when `/dev/kvm` opens read-write (the device exists and this user may use it).
+fn kvm_usable() -> bool {
+    fs_err::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+fn choose_accel(choice: AccelChoice) -> anyhow::Result<Accel> {
+    match choice {
+        AccelChoice::Tcg => Ok(Accel::Tcg),
+        AccelChoice::Auto if kvm_usable() => Ok(Accel::Kvm),
+        AccelChoice::Auto => Ok(Accel::Tcg),
+        AccelChoice::Kvm => match fs_err::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+            Ok(_) => Ok(Accel::Kvm),
+            Err(e) => Err(anyhow::Error::new(e).context(Hinted {
+                message: "KVM was asked for but is not usable".into(),
+                hint: "add yourself to the `kvm` group, or use `--accel tcg` (slower)".into(),
+            })),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// --print-command
+
+/// One measured shape's launch command, from the manifest.
+#[derive(Debug, Serialize)]
+struct ShapeCommand {
+    /// `snp` or `tdx`.
+    technology: &'static str,
+    /// Index in `measurements.<technology>`.
+    index: usize,
+    /// The shape's `name` or `label`, if it has one.
+    name: Option<String>,
+    /// The whole command, one shell-quoted line; `None` if the manifest records none for this shape.
+    command_line: Option<String>,
+    /// Notes recorded with the command (`qemu_notes`), and why there is none (`qemu_unavailable`).
+    notes: Vec<String>,
+}
+
+/// The `--print-command --json` document.
+#[derive(Debug, Serialize)]
+struct PrintedCommands {
+    schema_version: u32,
+    r#type: &'static str,
+    accel: Accel,
+    /// The smoke-test boot, argv including the QEMU binary.
+    command: Vec<String>,
+    command_line: String,
+    /// Whether paths are bundle member names (the bundle must be extracted first).
+    paths_are_bundle_members: bool,
+    /// Whether the image has a manifest at all.
+    manifest: bool,
+    shapes: Vec<ShapeCommand>,
+}
+
+fn print_commands(image: &Image, accel: Accel, qemu_args: &[String], ui: &Ui) -> anyhow::Result<()> {
+    let mut command = vec![QEMU_BINARY.to_owned()];
+    command.extend(qemu_args.iter().map(|a| relative_to_bundle(image, a)));
+    let manifest = image.manifest()?;
+    let shapes = manifest.as_ref().map(shape_commands).unwrap_or_default();
+    let doc = PrintedCommands {
+        schema_version: SCHEMA_VERSION,
+        r#type: "run-command",
+        accel,
+        command_line: shell_line(&command),
+        command,
+        paths_are_bundle_members: image.bundle.is_some(),
+        manifest: manifest.is_some(),
+        shapes,
+    };
+    if ui.json {
+        return super::print_json(&doc);
+    }
+    print!("{}", render_commands(&doc));
+    Ok(())
+}
+
+/// For a bundle, the temporary directory is gone once this command exits: print member names instead.
+fn relative_to_bundle(image: &Image, arg: &str) -> String {
+    if image.bundle.is_none() {
+        return arg.to_owned();
+    }
+    for name in [KERNEL_FILE, INITRD_FILE] {
+        if image.dir.join(name).to_str() == Some(arg) {
+            return name.to_owned();
+        }
+    }
+    arg.to_owned()
+}
+
+fn render_commands(doc: &PrintedCommands) -> String {
+    let mut out = format!("# Plain boot (no confidential computing, {}), as `cvmforge run` starts it:\n", doc.accel);
+    if doc.paths_are_bundle_members {
+        out.push_str("# (file names are the bundle's members: extract it first, e.g. with `tar -xf`)\n");
+    }
+    out.push_str(&doc.command_line);
+    out.push('\n');
+    if !doc.manifest {
+        out.push_str(&format!("# No `{MANIFEST_FILE}`: no measured shapes.\n"));
+        return out;
+    }
+    if doc.shapes.is_empty() {
+        out.push_str("# no measured shapes in the manifest\n");
+        return out;
+    }
+    out.push_str("# Confidential launches of the measured shapes (run in the output directory):\n");
+    for shape in &doc.shapes {
+        let technology = if shape.technology == "snp" { "SEV-SNP" } else { "TDX" };
+        let name = shape.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        out.push_str(&format!("# {technology} shape {}[{}]{name}:\n", shape.technology, shape.index));
+        for note in &shape.notes {
+            out.push_str(&format!("#   note: {note}\n"));
+        }
+        match &shape.command_line {
+            Some(line) => out.push_str(&format!("{line}\n")),
+            None => out.push_str("#   no QEMU command recorded for this shape\n"),
+        }
+    }
+    out
+}
+
+/// Reads `measurements.snp[*]` and `measurements.tdx[*]` generically: each shape may carry `qemu_args` (argv after
+/// the binary), or `qemu_command` (a whole line, or a whole argv), plus `qemu_notes` and `qemu_unavailable`.
+fn shape_commands(manifest: &Value) -> Vec<ShapeCommand> {
+    let mut out = Vec::new();
+    for technology in ["snp", "tdx"] {
+        let Some(shapes) = manifest.pointer(&format!("/measurements/{technology}")).and_then(Value::as_array) else {
+            continue;
+        };
+        for (index, shape) in shapes.iter().enumerate() {
+            let name = ["name", "label"].iter().find_map(|k| shape.get(k).and_then(Value::as_str)).map(str::to_owned);
+            let mut notes = strings(shape.get("qemu_notes"));
+            notes.extend(strings(shape.get("qemu_unavailable")));
+            out.push(ShapeCommand { technology, index, name, command_line: shape_command_line(shape), notes });
+        }
+    }
+    out
+}
+
+fn shape_command_line(shape: &Value) -> Option<String> {
+    if let Some(args) = string_array(shape.get("qemu_args")) {
+        let mut argv = vec![QEMU_BINARY.to_owned()];
+        argv.extend(args);
+        return Some(shell_line(&argv));
+    }
+    match shape.get("qemu_command") {
+        Some(Value::String(line)) => Some(line.clone()),
+        other => string_array(other).map(|argv| shell_line(&argv)),
+    }
+}
+
+/// A string, or an array of strings, as a list.
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        other => string_array(other).unwrap_or_default(),
+    }
+}
+
+fn string_array(value: Option<&Value>) -> Option<Vec<String>> {
+    value?.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Booting
+
+/// How the run ended.
+#[derive(Debug)]
+enum Outcome {
+    /// QEMU exited 0 and the console showed no panic: the guest powered off.
+    PoweredOff,
+    /// The console showed a kernel panic (this line).
+    Panic(String),
+    /// The deadline passed.
+    TimedOut,
+    /// QEMU exited with an error, with the last lines it printed.
+    QemuFailed { status: ExitStatus, stderr_tail: Vec<String> },
+    /// SIGINT, SIGTERM or SIGHUP.
+    Interrupted,
+}
+
+/// What the reader threads report.
+enum Event {
+    Panic(String),
+}
+
+/// Kills QEMU when dropped, whatever way `cvmforge` leaves the supervisor (return, error, panic).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Both fail only if QEMU already exited and was reaped, which is the goal.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_qemu(qemu_args: &[String]) -> anyhow::Result<KillOnDrop> {
+    let child = Command::new(QEMU_BINARY)
+        .args(qemu_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a terminal's Ctrl-C reaches cvmforge only, which then stops QEMU and reports it
+        // (QEMU would otherwise exit 0 on SIGINT, which looks like a clean power-off).
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            anyhow::Error::new(e).context(Hinted {
+                message: format!("cannot start `{QEMU_BINARY}`"),
+                hint: "install QEMU (Debian/Ubuntu: `apt install qemu-system-x86`)".into(),
+            })
+        })?;
+    Ok(KillOnDrop(child))
+}
+
+fn boot_and_wait(qemu_args: &[String], timeout: Duration) -> anyhow::Result<Outcome> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted)).context("cannot install a signal handler")?;
+    }
+    let mut qemu = spawn_qemu(qemu_args)?;
+    let (events, received) = mpsc::channel();
+    let console = qemu.0.stdout.take().map(|out| spawn_console(out, events));
+    let stderr = qemu.0.stderr.take().map(spawn_stderr);
+    let outcome = supervise(&mut qemu.0, &received, timeout, &interrupted)?;
+    drop(qemu);
+    // QEMU is gone, so both pipes are at end of file: the readers finish printing what is left.
+    if let Some(console) = console {
+        let _ = console.join();
+    }
+    let stderr_tail = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(match outcome {
+        // A panic line can arrive after QEMU exited (a guest with `panic=N` reboots, which ends QEMU with 0).
+        Outcome::PoweredOff => match received.try_recv() {
+            Ok(Event::Panic(line)) => Outcome::Panic(line),
+            Err(_) => Outcome::PoweredOff,
+        },
+        Outcome::QemuFailed { status, .. } => Outcome::QemuFailed { status, stderr_tail },
+        other => other,
+    })
+}
+
+fn supervise(
+    qemu: &mut Child,
+    events: &Receiver<Event>,
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Outcome> {
+    let deadline = Instant::now() + timeout;
+    let mut panic: Option<(String, Instant)> = None;
+    loop {
+        if interrupted.load(Ordering::Relaxed) {
+            return Ok(Outcome::Interrupted);
+        }
+        if let Some(status) = qemu.try_wait().context("cannot wait for QEMU")? {
+            return Ok(match panic {
+                Some((line, _)) => Outcome::Panic(line),
+                None if status.success() => Outcome::PoweredOff,
+                None => Outcome::QemuFailed { status, stderr_tail: Vec::new() },
+            });
+        }
+        let now = Instant::now();
+        if let Some((line, at)) = &panic {
+            if now >= *at + PANIC_GRACE {
+                return Ok(Outcome::Panic(line.clone()));
+            }
+        } else if now >= deadline {
+            return Ok(Outcome::TimedOut);
+        }
+        match events.recv_timeout(POLL) {
+            Ok(Event::Panic(line)) => {
+                panic.get_or_insert((line, Instant::now()));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // The console is closed (QEMU is exiting): wait instead of spinning on a channel that returns at once.
+            Err(RecvTimeoutError::Disconnected) => thread::sleep(POLL),
+        }
+    }
+}
+
+/// Streams the guest console (QEMU's stdout) to stderr line by line, and reports the first kernel panic line.
+fn spawn_console(out: impl Read + Send + 'static, events: Sender<Event>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(out);
+        let mut reported = false;
+        let mut line = Vec::new();
+        while read_line_bounded(&mut reader, &mut line).unwrap_or(false) {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            let _ = writeln!(io::stderr().lock(), "{text}");
+            if !reported && is_kernel_panic(text) {
+                reported = true;
+                let _ = events.send(Event::Panic(text.trim_start_matches(timestamp_prefix).trim().to_owned()));
+            }
+        }
+    })
+}
+
+/// Characters of the kernel's `[    1.234567] ` timestamp, stripped from the panic line in the error message.
+fn timestamp_prefix(c: char) -> bool {
+    c == '[' || c == ']' || c == ' ' || c == '.' || c.is_ascii_digit()
+}
+
+/// Reads up to and including the next newline, or [`MAX_LINE`] bytes; `false` at end of file.
+fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
+    line.clear();
+    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
+    let n = reader.by_ref().take(limit).read_until(b'\n', line)?;
+    Ok(n > 0)
+}
+
+/// Forwards QEMU's own messages (already prefixed with its name) to stderr, and returns the last few for the error message.
+fn spawn_stderr(err: impl Read + Send + 'static) -> JoinHandle<Vec<String>> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(err);
+        let mut tail: Vec<String> = Vec::new();
+        let mut line = Vec::new();
+        while read_line_bounded(&mut reader, &mut line).unwrap_or(false) {
+            let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+            let _ = writeln!(io::stderr().lock(), "{text}");
+            if tail.len() == STDERR_TAIL {
+                tail.remove(0);
+            }
+            tail.push(text);
+        }
+        tail
+    })
+}
+
+/// The `cvmforge run --json` document of a clean power-off.
+#[derive(Debug, Serialize)]
+struct RunReport {
+    schema_version: u32,
+    r#type: &'static str,
+    outcome: &'static str,
+    accel: Accel,
+}
+
+fn finish(outcome: Outcome, accel: Accel, timeout: Duration, ui: &Ui) -> anyhow::Result<ExitCode> {
+    match outcome {
+        Outcome::PoweredOff => {
+            if ui.json {
+                let report = RunReport { schema_version: SCHEMA_VERSION, r#type: "run", outcome: "powered-off", accel };
+                super::print_json(&report)?;
+            } else {
+                println!("guest powered off ({accel})");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Panic(line) => Err(Hinted {
+            message: format!("guest kernel panic: {line}"),
+            hint: "the guest console above shows what led to it; QEMU was stopped".into(),
+        }
+        .into()),
+        Outcome::TimedOut => Err(Hinted {
+            message: format!("timed out after {}s; QEMU was stopped", timeout.as_secs()),
+            hint: format!(
+                "raise `--timeout`, or check that the image powers off when its payload exits{}",
+                kvm_hint(accel)
+            ),
+        }
+        .into()),
+        Outcome::QemuFailed { status, stderr_tail } => {
+            let last = stderr_tail.last().map(|l| format!(": {l}")).unwrap_or_default();
+            let message = format!("QEMU failed ({status}){last}");
+            match accel {
+                Accel::Kvm => Err(Hinted { message, hint: KVM_BROKEN_HINT.into() }.into()),
+                Accel::Tcg => bail!(message),
+            }
+        }
+        Outcome::Interrupted => bail!("interrupted; QEMU was stopped"),
+    }
+}
+
+/// Some hosts (nested virtualization) have a `/dev/kvm` that opens but cannot run this guest: QEMU aborts on an MSR,
+/// or the guest never prints.
+const KVM_BROKEN_HINT: &str = "KVM was used; if this host's KVM cannot run the guest, retry with `--accel tcg`";
+
+fn kvm_hint(accel: Accel) -> String {
+    match accel {
+        Accel::Kvm => format!("; {KVM_BROKEN_HINT}"),
+        Accel::Tcg => String::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bundle members
+
+/// Extraction of named regular files from a ustar bundle.
+// TODO(lead): replace with unpack::read_bundle (branch `diff`, builder/src/unpack/bundle.rs) after merging.
+mod bundle {
+    use std::collections::BTreeSet;
+    use std::io::{self, BufReader, Read};
+    use std::path::Path;
+
+    use anyhow::{bail, Context};
+
+    const BLOCK: u64 = 512;
+    /// More entries than any cvmforge bundle has (a handful of outputs).
+    const MAX_ENTRIES: u64 = 1024;
+
+    /// Writes the members named in `wanted` (top-level regular files, `./` accepted) into `dest`. A member may occur
+    /// once; absent members are the caller's to report. Archive extension headers (pax, GNU long names) are
+    /// rejected: cvmforge bundles are plain ustar.
+    pub(super) fn extract(bundle: &Path, wanted: &[&str], dest: &Path) -> anyhow::Result<BTreeSet<String>> {
+        let file = fs_err::File::open(bundle)?;
+        let len = file.metadata()?.len();
+        let mut reader = BufReader::new(file);
+        let mut found = BTreeSet::new();
+        let mut offset = 0u64;
+        let at = |offset: u64| format!("bundle `{}`, header at offset {offset}", bundle.display());
+        for _ in 0..MAX_ENTRIES {
+            if len.saturating_sub(offset) < BLOCK {
+                bail!("{}: archive ends without its end-of-archive block (truncated?)", at(offset));
+            }
+            let mut header = [0u8; 512];
+            reader.read_exact(&mut header).with_context(|| at(offset))?;
+            if header.iter().all(|&b| b == 0) {
+                return Ok(found);
+            }
+            let entry = parse_header(&header).with_context(|| at(offset))?;
+            let padded = entry.size.div_ceil(BLOCK).checked_mul(BLOCK).context("entry size overflows")?;
+            let data_start = offset + BLOCK;
+            if len.saturating_sub(data_start) < padded {
+                bail!("{}: `{}` declares {} bytes but the file ends first", at(offset), entry.name, entry.size);
+            }
+            let name = entry.name.strip_prefix("./").unwrap_or(&entry.name);
+            if entry.regular && wanted.contains(&name) {
+                if !found.insert(name.to_owned()) {
+                    bail!("{}: member `{name}` occurs twice", at(offset));
+                }
+                let mut out = fs_err::File::create(dest.join(name))?;
+                let copied = io::copy(&mut (&mut reader).take(entry.size), &mut out)?;
+                skip(&mut reader, padded - copied)?;
+            } else {
+                skip(&mut reader, padded)?;
+            }
+            offset = data_start + padded;
+        }
+        bail!("bundle `{}` has more than {MAX_ENTRIES} entries; a cvmforge bundle has a handful", bundle.display())
+    }
+
+    fn skip(reader: &mut impl Read, n: u64) -> anyhow::Result<()> {
+        let skipped = io::copy(&mut reader.take(n), &mut io::sink())?;
+        if skipped != n {
+            bail!("archive is shorter than its headers declare");
+        }
+        Ok(())
+    }
+
+    struct Header {
+        name: String,
+        size: u64,
+        regular: bool,
+    }
+
+    fn parse_header(h: &[u8; 512]) -> anyhow::Result<Header> {
+        if &h[257..262] != b"ustar" {
+            bail!("not a ustar header (magic at byte 257 is not `ustar`)");
+        }
+        let stored = octal(&h[148..156]).context("checksum field")?;
+        // POSIX ustar: the checksum is the byte sum of the header with its own field counted as spaces.
+        let sum: u64 =
+            h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum();
+        if sum != stored {
+            bail!("header checksum is {stored:o} but the header sums to {sum:o}");
+        }
+        let typeflag = h[156];
+        if matches!(typeflag, b'x' | b'g' | b'L' | b'K') {
+            bail!(
+                "extension header (type `{}`) is not supported: cvmforge bundles are plain ustar",
+                char::from(typeflag)
+            );
+        }
+        let name = field_str(&h[0..100]).context("name field")?;
+        let prefix = field_str(&h[345..500]).context("prefix field")?;
+        let name = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let size = octal(&h[124..136]).context("size field")?;
+        Ok(Header { name, size, regular: typeflag == b'0' || typeflag == 0 })
+    }
+
+    fn field_str(field: &[u8]) -> anyhow::Result<String> {
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        let bytes = field.get(..end).unwrap_or_default();
+        String::from_utf8(bytes.to_vec()).context("not UTF-8")
+    }
+
+    /// An octal number: optional leading spaces, digits, then NULs or spaces to the end of the field.
+    pub(super) fn octal(field: &[u8]) -> anyhow::Result<u64> {
+        let start = field.iter().position(|&b| b != b' ').unwrap_or(field.len());
+        let rest = field.get(start..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == 0 || b == b' ').unwrap_or(rest.len());
+        let (digits, padding) = rest.split_at(end);
+        let padded = padding.iter().all(|&b| b == 0 || b == b' ');
+        if digits.is_empty() || !padded || !digits.iter().all(|b| (b'0'..=b'7').contains(b)) {
+            bail!("`{}` is not an octal number", String::from_utf8_lossy(field).trim_end_matches('\0'));
+        }
+        digits
+            .iter()
+            .try_fold(0u64, |acc, &d| acc.checked_mul(8)?.checked_add(u64::from(d - b'0')))
+            .context("overflows")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_console_lines_are_split() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nend");
+        let mut reader = BufReader::new(&input[..]);
+        let mut line = Vec::new();
+        assert!(read_line_bounded(&mut reader, &mut line).unwrap());
+        assert_eq!(line.len(), MAX_LINE);
+        assert!(read_line_bounded(&mut reader, &mut line).unwrap());
+        assert_eq!(line, [&[b'x'; 10][..], b"\n"].concat());
+        assert!(read_line_bounded(&mut reader, &mut line).unwrap());
+        assert_eq!(line, b"end");
+        assert!(!read_line_bounded(&mut reader, &mut line).unwrap());
+    }
+
+    #[test]
+    fn shape_commands_read_every_recorded_form() {
+        let manifest = serde_json::json!({"measurements": {
+            "snp": [{"qemu_command": ["qemu-system-x86_64", "-append", "a b"]}, {"qemu_args": ["-smp", 1]}],
+            "tdx": "not an array"
+        }});
+        let shapes = shape_commands(&manifest);
+        assert_eq!(shapes.len(), 2);
+        assert_eq!(shapes[0].command_line.as_deref(), Some("qemu-system-x86_64 -append 'a b'"));
+        // A non-string argument makes the record unusable rather than silently dropped.
+        assert_eq!(shapes[1].command_line, None);
+        assert!(shape_commands(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn rejects_malformed_octal_fields() {
+        use super::bundle::octal;
+        assert_eq!(octal(b"0000644\0").unwrap(), 0o644);
+        assert_eq!(octal(b"  12 \0\0").unwrap(), 0o12);
+        for bad in [&b"\0\0\0\0"[..], b"0008\0", b"1 2\0", b"-1\0", b"\x80\0\0\0\0\0\0\0\0\0\0\0"] {
+            assert!(octal(bad).is_err(), "{bad:?}");
+        }
+        assert!(octal(b"7777777777777777777777777").is_err());
+    }
 }

@@ -1,8 +1,5 @@
 //! `cvmforge diff` and the archive readers: every test asserts the specific finding or error, not just "differs".
 
-// Fixture helpers outside #[test] functions unwrap known-good values; a failure there is a test failure.
-#![allow(clippy::unwrap_used)]
-
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::Command;

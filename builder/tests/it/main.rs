@@ -1,6 +1,15 @@
 //! The one integration-test binary of the `cvmforge` crate: runs the built `cvmforge` binary and the library, and checks
 //! outputs, stderr and exit codes.
 
+// Helpers outside #[test] functions may unwrap too: a failure there is a test failure, not input handling.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod bad_input;
+mod build;
 mod diff;
 mod id_block;
+mod reproducible;
+mod run;
 mod seal;

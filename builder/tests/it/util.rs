@@ -1,0 +1,233 @@
+//! Shared helpers: a temporary source tree with fake inputs, running the real binary, and an independent newc reader.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+/// The binary under test.
+pub(crate) fn cvmforge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cvmforge"))
+}
+
+/// The outcome of one run.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    pub(crate) fn from_output(out: Output) -> Run {
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(!run.stderr.contains("panicked"), "the binary panicked:\n{}", run.stderr);
+        run
+    }
+
+    /// Asserts success and returns self.
+    pub(crate) fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts a failure with `code` whose stderr contains every needle.
+    pub(crate) fn fails(self, code: i32, needles: &[&str]) -> Run {
+        assert_eq!(self.code, code, "wrong exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        for needle in needles {
+            assert!(self.stderr.contains(needle), "stderr lacks `{needle}`:\n{}", self.stderr);
+        }
+        self
+    }
+}
+
+/// Runs `cvmforge` with `args` in `cwd`.
+pub(crate) fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    Run::from_output(cvmforge().current_dir(cwd).args(args).output().unwrap())
+}
+
+/// A fake bzImage: "HdrS" at 0x202, boot protocol `protocol`, a kernel version string, then `extra` filler bytes.
+pub(crate) fn fake_kernel(protocol: u16, extra: usize) -> Vec<u8> {
+    let mut k = vec![0u8; 0x400 + extra];
+    k[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    k[0x202..0x206].copy_from_slice(b"HdrS");
+    k[0x206..0x208].copy_from_slice(&protocol.to_le_bytes());
+    k[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+    let version = b"6.12.0-test (cvmforge@test) #1 SMP\0";
+    k[0x300..0x300 + version.len()].copy_from_slice(version);
+    for (i, b) in k[0x400..].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    k
+}
+
+/// Deterministic pseudo-random bytes (xorshift64), incompressible enough to make compressors work.
+pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The default recipe of [`Tree::standard`].
+pub(crate) const STANDARD_RECIPE: &str = r#"# A test recipe.
+name: demo
+version: 0.1.0
+source_date_epoch: 1767225600
+kernel:
+  path: inputs/vmlinuz
+  cmdline: "console=ttyS0 panic=-1"
+initrd:
+  init: inputs/guest-init
+  command: ["/usr/bin/server", "--listen", "0.0.0.0:8080"]
+  env: {RUST_LOG: info, A_FIRST: "1"}
+  user: 65534
+  files:
+    - {src: inputs/server, dst: /usr/bin/server}
+    - {src: data/model.txt, dst: /srv/model.txt, mode: 0o640}
+  directories: [{path: /srv, mode: 0o750}]
+  symlinks: [{path: /bin/server, target: /usr/bin/server}]
+firmware:
+  snp: inputs/OVMF.amdsev.fd
+"#;
+
+/// A temporary source tree holding a recipe and its inputs, plus room for outputs.
+pub(crate) struct Tree {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Tree {
+    pub(crate) fn new() -> Tree {
+        Tree { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// The standard tree: `src/recipe.yaml` with the inputs it names (small files).
+    pub(crate) fn standard() -> Tree {
+        let tree = Tree::new();
+        tree.write("src/inputs/vmlinuz", &fake_kernel(0x020f, 4096));
+        tree.write("src/inputs/guest-init", b"\x7fELF fake init\n");
+        tree.write("src/inputs/server", b"\x7fELF fake server\n");
+        tree.write("src/data/model.txt", b"a tiny model\n");
+        tree.write("src/inputs/OVMF.amdsev.fd", &random_bytes(8192, 7));
+        tree.write("src/recipe.yaml", STANDARD_RECIPE.as_bytes());
+        tree
+    }
+
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub(crate) fn write(&self, rel: &str, bytes: &[u8]) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    pub(crate) fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Replaces the recipe text.
+    pub(crate) fn recipe(&self, text: &str) {
+        self.write("src/recipe.yaml", text.as_bytes());
+    }
+
+    /// `cvmforge ARGS` run in the tree's root.
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
+        run_in(self.dir.path(), args)
+    }
+
+    /// `cvmforge build src/recipe.yaml -o out EXTRA`.
+    pub(crate) fn build(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["build", "src/recipe.yaml", "-o", "out"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// Names in a directory, sorted.
+    pub(crate) fn list(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(self.path(rel)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// One newc entry, read independently of the crate's writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CpioEntry {
+    pub(crate) name: String,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) nlink: u32,
+    pub(crate) mtime: u32,
+    pub(crate) rdev: (u32, u32),
+    pub(crate) data: Vec<u8>,
+}
+
+/// Parses a newc archive up to `TRAILER!!!`.
+pub(crate) fn parse_newc(archive: &[u8]) -> Vec<CpioEntry> {
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    let align = |n: usize| (n + 3) & !3;
+    loop {
+        assert_eq!(&archive[at..at + 6], b"070701", "magic at {at}");
+        let field = |i: usize| {
+            let s = std::str::from_utf8(&archive[at + 6 + i * 8..at + 14 + i * 8]).unwrap();
+            u32::from_str_radix(s, 16).unwrap()
+        };
+        let namesize = field(11) as usize;
+        let filesize = field(6) as usize;
+        let name = std::str::from_utf8(&archive[at + 110..at + 110 + namesize - 1]).unwrap().to_string();
+        let data_at = align(at + 110 + namesize);
+        let data = archive[data_at..data_at + filesize].to_vec();
+        let next = align(data_at + filesize);
+        if name == "TRAILER!!!" {
+            assert!(archive[next..].iter().all(|&b| b == 0), "junk after trailer");
+            return entries;
+        }
+        entries.push(CpioEntry {
+            name,
+            mode: field(1),
+            uid: field(2),
+            gid: field(3),
+            nlink: field(4),
+            mtime: field(5),
+            rdev: (field(9), field(10)),
+            data,
+        });
+        at = next;
+    }
+}
+
+pub(crate) fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out).unwrap();
+    out
+}
+
+pub(crate) fn unzstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::stream::decode_all(bytes).unwrap()
+}
+
+/// True if `program` runs (for optional cross-checks with system tools).
+pub(crate) fn have(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
+}
