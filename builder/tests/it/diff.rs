@@ -821,3 +821,42 @@ fn real_kernel_timestamp_change_is_located_in_the_pe_header() {
     assert_eq!(f.detail[1], format!("first difference at byte offset {} (0x{:x})", pe + 8, pe + 8));
     assert!(f.detail[4].contains("PE/COFF TimeDateStamp"), "{f:?}");
 }
+
+// ---- end to end: two real builds ----
+
+#[test]
+fn diff_of_two_builds_explains_a_changed_initrd_file() {
+    let tree = crate::util::Tree::standard();
+    tree.build(&[]).ok();
+    tree.write("src/data/model.txt", b"a bigger model\n");
+    tree.run(&["build", "src/recipe.yaml", "-o", "out2"]).ok();
+    let (a, b) = (tree.path("out"), tree.path("out2"));
+
+    let report = diff_paths(&a, &b, &Limits::default()).unwrap();
+    let text = report.render_text();
+    let entry = find(&report, FindingKind::Content, "initrd.img:srv/model.txt");
+    assert!(entry.detail.contains(&"-a tiny model".to_string()), "{text}");
+    assert!(entry.detail.contains(&"+a bigger model".to_string()), "{text}");
+    let input = find(&report, FindingKind::Changed, "manifest.json:inputs[role=file:/srv/model.txt].sha256");
+    assert_eq!(ab(input).1, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"a bigger model\n")));
+    assert_eq!(input.detail, ["initrd feeds the measurements snp.digest, tdx.rtmr1, tdx.rtmr2"]);
+    // The bundle's members differ exactly as the loose files: said once, not diffed twice.
+    let bundle = find(&report, FindingKind::Content, "demo-0.1.0.cvm.tar");
+    assert!(bundle.detail[0].starts_with("its members initrd.img, manifest.json differ exactly as"), "{text}");
+    // Nothing else changed in the initrd: no mode, mtime or order findings.
+    assert!(
+        report
+            .findings
+            .iter()
+            .filter(|f| f.path.starts_with("initrd.img:"))
+            .all(|f| f.path == "initrd.img:srv/model.txt"),
+        "{text}"
+    );
+
+    let (code, stdout, _) = cvmforge(&[&a, &b], true);
+    assert_eq!(code, Some(1));
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["identical"], false);
+    let (code, stdout, _) = cvmforge(&[&a, &a], false);
+    assert_eq!((code, stdout.ends_with("are identical\n")), (Some(0), true));
+}
