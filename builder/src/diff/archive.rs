@@ -196,7 +196,7 @@ impl Ctx {
                 hex::encode(sha(raw.1)),
             );
             self.findings.push(f.with_detail(vec![format!(
-                "its members {} differ exactly as the loose files of the same names (reported above)",
+                "its members {} differ exactly as the loose files of the same names do (see those findings)",
                 covered.join(", ")
             )]));
         }

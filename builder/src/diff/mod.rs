@@ -115,8 +115,12 @@ impl Finding {
                 format!("{} changed: {why}", self.path)
             }
             FindingKind::Inodes => format!("{}: inode numbers differ: {a} vs {b}", self.path),
+            // A JSON path already ends with its field: `inputs[role=kernel].sha256 differs: ...`.
+            FindingKind::Changed if self.path.ends_with(&format!(".{field}")) => {
+                format!("{} differs: {} vs {}", self.path, digest_or(a), digest_or(b))
+            }
             FindingKind::Changed | FindingKind::Order | FindingKind::Compression => {
-                format!("{}: {field} differs: {a} vs {b}", self.path)
+                format!("{}: {field} differs: {} vs {}", self.path, digest_or(a), digest_or(b))
             }
         }
     }
@@ -137,6 +141,15 @@ fn clip(value: &str) -> String {
     match value.char_indices().nth(HEADLINE_VALUE) {
         Some((at, _)) => format!("{}…", value.get(..at).unwrap_or_default()),
         None => value.to_string(),
+    }
+}
+
+/// A hex digest (32 or more hex digits) shortened like [`short`]; any other value unchanged.
+fn digest_or(value: &str) -> String {
+    if value.len() >= 32 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        short(value)
+    } else {
+        value.to_string()
     }
 }
 

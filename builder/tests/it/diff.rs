@@ -316,7 +316,7 @@ fn output_directories_are_compared_member_by_member_without_double_reporting_the
     let bundle = find(&report, FindingKind::Content, "demo-1.0.cvm.tar");
     assert_eq!(
         bundle.detail,
-        ["its members cmdline, manifest.json differ exactly as the loose files of the same names (reported above)"]
+        ["its members cmdline, manifest.json differ exactly as the loose files of the same names do (see those findings)"]
     );
     find(&report, FindingKind::Changed, "manifest.json:outputs[name=cmdline].sha256");
     assert_eq!(report.findings.len(), 3, "{}", report.render_text());
