@@ -6,6 +6,14 @@
 //! header field, or the input that a changed launch measurement depends on (see `docs/specs/reproducibility.md`,
 //! "Diagnosis").
 //!
+//! # JSON report (`cvmforge --json diff A B`)
+//!
+//! One object, keys sorted: `{"schema_version": 1, "identical": false, "findings": [{"kind": "changed",
+//! "path": "initrd.img:etc/motd", "field": "mode", "a": "0644", "b": "0600", "detail": []}]}`. `kind` is one of
+//! the kebab-case [`FindingKind`] names; `path` joins nested containers with `:` (`initrd.img:etc/motd`,
+//! `manifest.json:inputs[role=kernel].sha256`); `a`/`b` are the values in A and B (`null` for a side that lacks the
+//! item); `detail` holds the explanation lines (a unified diff, byte windows, the inputs of a measurement).
+//!
 //! ```
 //! use cvmforge::cpio::CpioWriter;
 //! use cvmforge::diff::{diff_bytes, FindingKind};
