@@ -860,3 +860,35 @@ fn diff_of_two_builds_explains_a_changed_initrd_file() {
     let (code, stdout, _) = cvmforge(&[&a, &a], false);
     assert_eq!((code, stdout.ends_with("are identical\n")), (Some(0), true));
 }
+
+/// A path from a small alphabet that includes the dangerous components.
+fn tricky_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "..", ".", ""]), 1..4).prop_map(|parts| parts.join("/"))
+}
+
+proptest! {
+    #[test]
+    fn structured_tar_headers_never_panic_and_unsafe_ones_are_rejected(
+        entries in prop::collection::vec(
+            (tricky_path(), prop::sample::select(vec![b'0', b'1', b'2', b'5', b'L', b'x']), tricky_path(), 0usize..600),
+            1..5,
+        ),
+        absolute in any::<bool>(),
+    ) {
+        let mut data = Vec::new();
+        for (name, flag, link, size) in &entries {
+            let name = if absolute { format!("/{name}") } else { name.clone() };
+            let size_field = format!("{size:011o}\0");
+            data.extend_from_slice(&raw_header(&name, *flag, link, size_field.as_bytes()));
+            data.extend(std::iter::repeat_n(b'x', *size));
+            data.resize(data.len().next_multiple_of(512), 0);
+        }
+        data.extend_from_slice(&[0u8; 1024]);
+        cvmforge::unpack::fuzzing::tar_reader(&data);
+        if let Ok(bundle) = read_bundle(&data[..], Some(data.len() as u64), &Limits::default()) {
+            for e in &bundle.entries {
+                prop_assert!(!e.path.starts_with('/') && !e.path.split('/').any(|c| c == ".."), "{:?}", e.path);
+            }
+        }
+    }
+}
