@@ -20,6 +20,7 @@ pub mod modules;
 pub mod policy;
 pub mod qemu;
 pub mod recipe;
+pub mod sealing;
 pub mod tar;
 pub mod unpack;
 pub mod verify;

@@ -10,6 +10,11 @@ mod bad_input;
 mod build;
 mod diff;
 mod id_block;
+mod inspect;
+mod measure_snp;
 mod reproducible;
 mod run;
 mod seal;
+mod sealed_build;
+mod sealing;
+
