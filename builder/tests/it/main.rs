@@ -8,6 +8,7 @@ mod util;
 
 mod bad_input;
 mod build;
+mod diff;
 mod id_block;
 mod inspect;
 mod measure_snp;
