@@ -74,7 +74,7 @@ impl Mrtd {
 }
 
 /// The file bytes of page `index` of `section` (may be short or empty past the raw data).
-fn page_data<'a>(data: &'a [u8], index: u64) -> &'a [u8] {
+fn page_data(data: &[u8], index: u64) -> &[u8] {
     let start = usize::try_from(index * PAGE_SIZE).unwrap_or(usize::MAX).min(data.len());
     let end = start.saturating_add(PAGE_SIZE as usize).min(data.len());
     &data[start..end]
