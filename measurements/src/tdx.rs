@@ -13,11 +13,13 @@
 use std::fmt;
 
 pub mod fv;
+pub mod guest;
 pub mod load_options;
 pub mod mrtd;
 pub mod pe;
 pub mod qemu;
 pub mod rtmr;
+pub mod secure_boot;
 pub mod tdvf;
 
 /// Bytes in a SHA-384 digest (and in an MRTD or RTMR).
