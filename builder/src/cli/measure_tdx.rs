@@ -4,7 +4,7 @@
 //! files, renders text or JSON, and writes the optional event log.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -222,18 +222,18 @@ fn output(m: &TdxMeasurement, args: &Args) -> Output {
     }
 }
 
-fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     fs_err::read(path).with_context(|| format!("cannot read the {what}"))
 }
 
-fn initrd_digest(path: &PathBuf) -> anyhow::Result<InitrdDigest> {
+fn initrd_digest(path: &Path) -> anyhow::Result<InitrdDigest> {
     let file = fs_err::File::open(path).context("cannot read the initrd")?;
     let (digest, size) =
         sha384_reader(std::io::BufReader::new(file)).with_context(|| format!("cannot read `{}`", path.display()))?;
     Ok(InitrdDigest { digest, size })
 }
 
-fn check_acpi_dir(dir: &PathBuf) -> anyhow::Result<()> {
+fn check_acpi_dir(dir: &Path) -> anyhow::Result<()> {
     for blob in ACPI_BLOBS {
         let path = dir.join(blob);
         if !path.is_file() {
@@ -295,7 +295,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     };
     let firmware = read(&args.firmware, "firmware")?;
     let kernel = args.kernel.as_ref().map(|k| read(k, "kernel")).transpose()?;
-    let initrd = args.initrd.as_ref().map(initrd_digest).transpose()?;
+    let initrd = args.initrd.as_deref().map(initrd_digest).transpose()?;
     let inputs = TdxInputs {
         firmware: &firmware,
         kernel: kernel.as_deref(),
