@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+pub mod fuzzing;
 pub mod fv;
 pub mod guest;
 pub mod load_options;
@@ -66,8 +67,12 @@ pub(crate) mod test_fixtures {
         out
     }
 
-    /// Debian OVMF.inteltdx.ms.fd 2026.08+ds-2.
+    /// Debian OVMF.inteltdx.ms.fd 2026.08+ds-2 (decompressed once per test binary).
     pub(crate) fn tdx_firmware() -> Vec<u8> {
-        fixture("OVMF.inteltdx.ms.fd", "a265075b4147a096109e501e76196df1ec8a18659c26f7401492c597ec88f312")
+        static FW: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        FW.get_or_init(|| {
+            fixture("OVMF.inteltdx.ms.fd", "a265075b4147a096109e501e76196df1ec8a18659c26f7401492c597ec88f312")
+        })
+        .clone()
     }
 }

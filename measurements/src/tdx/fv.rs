@@ -187,7 +187,7 @@ fn files(firmware: &[u8], fv: usize, fv_len: usize) -> Result<Vec<(usize, &[u8])
         } else {
             (usize::from(size3[0]) | usize::from(size3[1]) << 8 | usize::from(size3[2]) << 16, 24)
         };
-        if file_type == 0xff || size < header || at + size > end {
+        if file_type == 0xff || size < header || at.checked_add(size).is_none_or(|e| e > end) {
             break;
         }
         if !FILES_WITHOUT_SECTIONS.contains(&file_type) {
@@ -210,7 +210,7 @@ fn sections(firmware: &[u8], mut at: usize, end: usize) -> Result<Vec<(usize, &[
         if size == 0xff_ffff {
             size = usize::try_from(s.u32_le("section ExtendedSize")?).unwrap_or(usize::MAX);
         }
-        if size < 4 || at + size > end {
+        if size < 4 || at.checked_add(size).is_none_or(|e| e > end) {
             break;
         }
         if kind == SECTION_GUID_DEFINED {
