@@ -15,6 +15,7 @@ use cvmforge_measure::tdx::qemu::QemuVersion;
 use cvmforge_measure::tdx::rtmr::{
     sha384_reader, Replay, EV_EFI_ACTION, EV_EFI_BOOT_SERVICES_APPLICATION, EV_EVENT_TAG, EV_SEPARATOR,
 };
+use cvmforge_measure::tdx::Sha384Digest;
 use serde::Serialize;
 
 use super::{Hinted, Ui, UsageError};
@@ -153,6 +154,9 @@ pub struct Output {
     pub vcpus: Option<u32>,
     /// Warnings.
     pub warnings: Vec<String>,
+    /// SHA-384 of each `--acpi-tables` blob: the digests of RTMR0's "ACPI DATA" events (not RTMR0 itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acpi_blob_digests: Option<BTreeMap<&'static str, String>>,
     /// Every event, with `--explain`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<LogEvent>>,
@@ -202,7 +206,7 @@ fn patching_json(p: KernelPatching) -> BTreeMap<&'static str, serde_json::Value>
     out
 }
 
-fn output(m: &TdxMeasurement, args: &Args) -> Output {
+fn output(m: &TdxMeasurement, args: &Args, acpi: Option<BTreeMap<&'static str, String>>) -> Output {
     let hex = |r: &Option<Replay>| r.as_ref().map(|r| r.value.to_string());
     Output {
         schema_version: SCHEMA_VERSION,
@@ -218,6 +222,7 @@ fn output(m: &TdxMeasurement, args: &Args) -> Output {
         qemu_kernel_patching: patching_json(m.patching),
         vcpus: args.vcpus,
         warnings: m.warnings.iter().map(ToString::to_string).collect(),
+        acpi_blob_digests: acpi,
         events: args.explain.then(|| log_events(m)),
     }
 }
@@ -233,7 +238,9 @@ fn initrd_digest(path: &Path) -> anyhow::Result<InitrdDigest> {
     Ok(InitrdDigest { digest, size })
 }
 
-fn check_acpi_dir(dir: &Path) -> anyhow::Result<()> {
+/// Checks the ACPI directory and returns the SHA-384 of each blob.
+fn acpi_digests(dir: &Path) -> anyhow::Result<BTreeMap<&'static str, String>> {
+    let mut out = BTreeMap::new();
     for blob in ACPI_BLOBS {
         let path = dir.join(blob);
         if !path.is_file() {
@@ -243,8 +250,9 @@ fn check_acpi_dir(dir: &Path) -> anyhow::Result<()> {
             ))
             .into());
         }
+        out.insert(blob, Sha384Digest::of(&read(&path, "ACPI blob")?).to_string());
     }
-    Ok(())
+    Ok(out)
 }
 
 fn render_text(out: &Output, m: &TdxMeasurement) {
@@ -254,6 +262,9 @@ fn render_text(out: &Output, m: &TdxMeasurement) {
     println!("RTMR1  {}", out.rtmr1.as_ref().unwrap_or(&none));
     println!("RTMR2  {}", out.rtmr2.as_ref().unwrap_or(&none));
     println!("RTMR3  {}", out.rtmr3);
+    for (blob, digest) in out.acpi_blob_digests.iter().flatten() {
+        println!("ACPI blob `{blob}` (an RTMR0 event digest, not RTMR0): {digest}");
+    }
     println!("page order: {}", out.page_order);
     if let Some(l) = &m.layout {
         println!("cmdline layout: {} ({})", l.layout, l.source);
@@ -279,9 +290,7 @@ fn render_text(out: &Output, m: &TdxMeasurement) {
 /// Runs `cvmforge measure tdx`.
 pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     let json = ui.json;
-    if let Some(dir) = &args.acpi_tables {
-        check_acpi_dir(dir)?;
-    }
+    let acpi = args.acpi_tables.as_deref().map(acpi_digests).transpose()?;
     let version = args.qemu_version.unwrap_or(cvmforge_measure::tdx::qemu::FIRST_UNPATCHED);
     let patching = match (version.patches_kernel(), args.memory, &args.kernel) {
         (true, None, Some(_)) => {
@@ -320,7 +329,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         };
         anyhow::Error::new(Hinted { message: e.to_string(), hint: hint.to_string() })
     })?;
-    let out = output(&m, &args);
+    let out = output(&m, &args, acpi);
     for w in &m.warnings {
         eprintln!("warning: {w}");
     }
