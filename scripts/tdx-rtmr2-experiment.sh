@@ -95,7 +95,7 @@ boot() {
             grep -q "Kernel panic" "$dir/serial.log" 2>/dev/null && break
             sleep 1
         done
-        python3 - "$dir/monitor" "$dir/mem.bin" "$mem" <<'PY'
+        python3 - "$dir/monitor" "$dir/mem.bin" "$mem" <<'PY' || true
 import os, socket, sys, time
 # HMP parses `/` in an unquoted argument as division: quote the file name.
 s = socket.socket(socket.AF_UNIX)
@@ -132,12 +132,14 @@ for e in d["events"]:
 PY
 }
 
-# predicted NAME MEMORY APPEND WITH_INITRD RTMR INDEX → the digest cvmforge predicts for that event
+# predicted NAME MEMORY APPEND WITH_INITRD RTMR INDEX → the digest cvmforge predicts for that event.
+# This guest is not confidential, so every QEMU version patches the setup header (QEMU ≥ 10.2 stops only for
+# confidential guests): model it with `--qemu-version 10.1`, whose patch is the one `x86_load_linux` applies.
 predicted() {
     local initrd=()
     [[ "$4" == yes ]] && initrd=(--initrd "$WORK/initrd.cpio")
     "$CVMFORGE" --json measure tdx --firmware "$WORK/OVMF.inteltdx.ms.fd" --kernel "$KERNEL" "${initrd[@]}" \
-        --append "$3" --qemu-version "$QEMU_VERSION" --memory "$2" --explain \
+        --append "$3" --qemu-version 10.1 --memory "$2" --explain \
         | python3 -c 'import json,sys; ev=[e for e in json.load(sys.stdin)["events"] if e["rtmr"]==int(sys.argv[1])]; print(ev[int(sys.argv[2])]["digest"] if len(ev)>int(sys.argv[2]) else "")' "$5" "$6"
 }
 
