@@ -15,6 +15,7 @@ import sys
 
 SHA384 = 0x000C
 LOAD_OPTIONS_EVENT = b"\xed\x22\x3b\x8f\x1a\x00\x00\x00LOADED_IMAGE::LoadOptions\x00"
+INITRD_EVENT = b"\xec\x22\x3b\x8f\x0d\x00\x00\x00Linux initrd\x00"
 
 
 def parse_log(d):
@@ -56,28 +57,38 @@ def serial(path):
     return {"banks": ",".join(f"{a}:{s}" for a, s in banks), "events": events}
 
 
+def event_before(m, pos, tagged, banks, digests_len):
+    start = pos - 4 - digests_len - 12
+    if start < 0:
+        return None
+    pcr, etype, count = struct.unpack_from("<III", m, start)
+    esize = struct.unpack_from("<I", m, pos - 4)[0]
+    if (pcr, etype, count, esize) != (9, 6, len(banks), len(tagged)):
+        return None
+    off, digest = start + 12, None
+    for alg, size in banks:
+        if struct.unpack_from("<H", m, off)[0] != alg:
+            return None
+        if alg == SHA384:
+            digest = m[off + 2:off + 2 + size].hex()
+        off += 2 + size
+    return {"pcr": 9, "type": 6, "sha384": digest, "data_hex": tagged.hex(), "at": start}
+
+
 def memory(path, banks_arg):
     banks = [tuple(int(x) for x in b.split(":")) for b in banks_arg.split(",")]
     digests_len = sum(2 + s for _, s in banks)
     events = []
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        pos = m.find(LOAD_OPTIONS_EVENT)
-        while pos >= 0:
-            start = pos - 4 - digests_len - 12
-            if start >= 0:
-                pcr, etype, count = struct.unpack_from("<III", m, start)
-                esize = struct.unpack_from("<I", m, pos - 4)[0]
-                if (pcr, etype, count, esize) == (9, 6, len(banks), len(LOAD_OPTIONS_EVENT)):
-                    off, digest = start + 12, None
-                    for alg, size in banks:
-                        if struct.unpack_from("<H", m, off)[0] != alg:
-                            break
-                        if alg == SHA384:
-                            digest = m[off + 2:off + 2 + size].hex()
-                        off += 2 + size
-                    if digest:
-                        events.append({"pcr": 9, "type": 6, "sha384": digest, "data_hex": LOAD_OPTIONS_EVENT.hex(), "at": start})
-            pos = m.find(LOAD_OPTIONS_EVENT, pos + 1)
+        # The EFI stub's own table holds the same tag bytes, so only matches inside a well-formed TCG_PCR_EVENT2
+        # (PCR 9, EV_EVENT_TAG, the log's bank list, the right event size) count.
+        for tagged in (LOAD_OPTIONS_EVENT, INITRD_EVENT):
+            pos = m.find(tagged)
+            while pos >= 0:
+                event = event_before(m, pos, tagged, banks, digests_len)
+                if event:
+                    events.append(event)
+                pos = m.find(tagged, pos + 1)
     return {"banks": banks_arg, "events": events}
 
 
