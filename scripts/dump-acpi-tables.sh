@@ -30,6 +30,7 @@ case "$KO" in
     *.ko.zst) zstd -qdc "$KO" > "$WORK/root/qemu_fw_cfg.ko" ;;
     *) echo "note: no qemu_fw_cfg module under $MODULES (assuming it is built in)" >&2 ;;
 esac
+find "$WORK/root" -exec touch -h -d @0 {} +  # cpio records mtimes: make the initrd reproducible
 (cd "$WORK/root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) > "$WORK/initrd"
 xz -dc "$ROOT/tests/fixtures/firmware/OVMF_CODE_4M.2026.08.fd.xz" > "$WORK/code.fd"
 timeout 300 qemu-system-x86_64 -machine q35 -m "$MEMORY" -smp "$VCPUS" -display none -no-reboot -net none \

@@ -45,6 +45,7 @@ fixture OVMF.inteltdx.ms.fd a265075b4147a096109e501e76196df1ec8a18659c26f7401492
 # The initrd: one static /init that prints the event log and powers off.
 rm -rf "$WORK/initrd-root" && mkdir -p "$WORK/initrd-root"/{dev,proc,sys}
 cc -static -Os -o "$WORK/initrd-root/init" "$ROOT/scripts/tdx-eventlog-init.c"
+find "$WORK/initrd-root" -exec touch -h -d @0 {} +  # cpio records mtimes: make the initrd reproducible
 (cd "$WORK/initrd-root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) > "$WORK/initrd.cpio"
 
 QEMU_VERSION=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\.[0-9]*\(\.[0-9]*\)\?\).*/\1/p')

@@ -190,8 +190,10 @@ fn log_events(m: &TdxMeasurement) -> Vec<LogEvent> {
         .collect()
 }
 
-fn patching_json(p: KernelPatching) -> BTreeMap<&'static str, serde_json::Value> {
+fn patching_json(p: KernelPatching, assumed: bool) -> BTreeMap<&'static str, serde_json::Value> {
     let mut out = BTreeMap::new();
+    // True when no --qemu-version was given and QEMU ≥ 10.2 (no patching) was assumed.
+    out.insert("assumed", assumed.into());
     match p {
         KernelPatching::Qemu { version, memory } => {
             out.insert("patched", true.into());
@@ -219,7 +221,7 @@ fn output(m: &TdxMeasurement, args: &Args, acpi: Option<BTreeMap<&'static str, S
         page_order: m.page_order.to_string(),
         cmdline_layout: m.layout.as_ref().map(|l| l.layout.to_string()),
         cmdline_layout_source: m.layout.as_ref().map(|l| l.source.to_string()),
-        qemu_kernel_patching: patching_json(m.patching),
+        qemu_kernel_patching: patching_json(m.patching, args.qemu_version.is_none()),
         vcpus: args.vcpus,
         warnings: m.warnings.iter().map(ToString::to_string).collect(),
         acpi_blob_digests: acpi,
@@ -255,7 +257,7 @@ fn acpi_digests(dir: &Path) -> anyhow::Result<BTreeMap<&'static str, String>> {
     Ok(out)
 }
 
-fn render_text(out: &Output, m: &TdxMeasurement) {
+fn render_text(out: &Output, m: &TdxMeasurement, args_assumed: bool) {
     println!("MRTD   {}", out.mrtd);
     println!("RTMR0  (not computed) {RTMR0_NOT_MODELLED}");
     let none = "(no --kernel)".to_string();
@@ -265,14 +267,22 @@ fn render_text(out: &Output, m: &TdxMeasurement) {
     for (blob, digest) in out.acpi_blob_digests.iter().flatten() {
         println!("ACPI blob `{blob}` (an RTMR0 event digest, not RTMR0): {digest}");
     }
-    println!("page order: {}", out.page_order);
+    let order_note = match m.page_order {
+        PageOrder::SinglePass => "ADD then EXTEND per page: upstream KVM, Linux ≥ 6.16, QEMU ≥ 9",
+        PageOrder::TwoPass => "all ADDs then all EXTENDs per section: Intel's older KVM/QEMU-TDX trees",
+    };
+    println!("page order: {} ({order_note})", out.page_order);
     if let Some(l) = &m.layout {
         println!("cmdline layout: {} ({})", l.layout, l.source);
     }
     match m.patching {
+        _ if m.rtmr1.is_none() => {}
         KernelPatching::Qemu { version, memory } => {
             println!("kernel: measured with the setup header as QEMU {version} patches it for {memory} bytes of RAM")
         }
+        KernelPatching::Unmodified { .. } if args_assumed => println!(
+            "kernel: measured unmodified (QEMU ≥ 10.2 assumed; give --qemu-version for older QEMU, which patches the header)"
+        ),
         KernelPatching::Unmodified { version } => println!("kernel: measured unmodified (QEMU {version} ≥ 10.2)"),
     }
     if let Some(events) = &out.events {
@@ -340,7 +350,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     if json {
         super::print_json(&out)?;
     } else {
-        render_text(&out, &m);
+        render_text(&out, &m, args.qemu_version.is_none());
     }
     Ok(ExitCode::SUCCESS)
 }
