@@ -320,3 +320,27 @@ fn real_kernel_from_env() {
     let v = json(&o);
     assert_eq!(v["rtmr1"].as_str().unwrap().len(), 96);
 }
+
+#[test]
+fn help_lists_every_flag_and_examples() {
+    let o = cvmforge(&["measure", "tdx", "--help"]);
+    assert!(o.status.success());
+    let help = stdout(&o);
+    for flag in [
+        "--firmware",
+        "--kernel",
+        "--initrd",
+        "--append",
+        "--memory",
+        "--vcpus",
+        "--page-order",
+        "--qemu-version",
+        "--acpi-tables",
+        "--cmdline-layout",
+        "--explain",
+        "--event-log",
+        "Examples:",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
