@@ -12,6 +12,7 @@ mod diff;
 mod id_block;
 mod inspect;
 mod measure_snp;
+mod measure_tdx;
 mod reproducible;
 mod run;
 mod seal;
