@@ -475,10 +475,10 @@ fn measure_outputs(
         kernel_sha256: find(&c.inputs, "kernel")?.sha256,
         initrd_sha256,
         firmware_snp_sha256: c.inputs.iter().find(|i| i.role == "firmware:snp").map(|i| i.sha256),
+        firmware_tdx_sha256: c.inputs.iter().find(|i| i.role == "firmware:tdx").map(|i| i.sha256),
         cmdline: &c.loaded.recipe.kernel.cmdline,
     };
-    let measurements = measure::measure(&c.plan, &sources)?;
-    Ok((measurements, c.plan.warnings.clone()))
+    Ok(measure::measure(&c.plan, &sources)?)
 }
 
 /// Copies the kernel (`kernel`) and firmware (`firmware-<platform>.fd`); returns the names written.

@@ -254,6 +254,31 @@ pub struct SnpMeasurement {
     pub qemu_unavailable: Option<String>,
 }
 
+/// The measured bytes the TDX registers cover (`docs/specs/tdx-measurement.md`); the command line is the manifest's
+/// `kernel.cmdline`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxInputs {
+    /// SHA-256 of `firmware-tdx.fd` (MRTD; its CFV also decides the Secure Boot warning).
+    pub firmware_sha256: String,
+    /// SHA-256 of `kernel` (its Authenticode digest is RTMR1's first event).
+    pub kernel_sha256: String,
+    /// SHA-384 of `initrd.img` (an RTMR2 event).
+    pub initrd_sha384: String,
+    /// Size of `initrd.img` (QEMU ≤ 10.1 writes it into the measured kernel header).
+    pub initrd_size: u64,
+}
+
+/// The firmware's Secure Boot state, read from its variable store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureBootRecord {
+    /// A platform key is enrolled: Secure Boot is enforced.
+    pub pk_enrolled: bool,
+    /// The db holds Microsoft certificates.
+    pub microsoft_db: bool,
+}
+
 /// One TDX measurement set: a recipe shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -262,6 +287,52 @@ pub struct TdxMeasurement {
     pub platform: String,
     /// Index of the shape in the recipe's `measure.tdx`.
     pub shape: usize,
+    /// Guest RAM as written in the recipe (`-m`).
+    pub memory: String,
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    /// vCPU count (`-smp`).
+    pub vcpus: u32,
+    /// MRTD page-add order: `single-pass` or `two-pass`.
+    pub page_order: String,
+    /// The QEMU version whose kernel loading was modelled.
+    pub qemu_version: String,
+    /// True when the recipe gave no `qemu_version` and QEMU ≥ 10.2 was assumed.
+    pub qemu_version_assumed: bool,
+    /// True when QEMU patches the kernel's setup header before the firmware measures it (QEMU ≤ 10.1).
+    pub qemu_kernel_patching: bool,
+    /// Where the firmware puts `initrd=initrd` in the LoadOptions: `prefix` or `suffix`.
+    pub cmdline_layout: String,
+    /// How the layout was determined (the recipe's override, or where in the firmware it was found).
+    pub cmdline_layout_source: String,
+    /// MRTD (hex).
+    pub mrtd: String,
+    /// RTMR0 (hex), or null when it cannot be computed.
+    pub rtmr0: Option<String>,
+    /// Why `rtmr0` is null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtmr0_unavailable: Option<String>,
+    /// RTMR1 (hex): the kernel.
+    pub rtmr1: String,
+    /// RTMR2 (hex): the command line and the initrd.
+    pub rtmr2: String,
+    /// RTMR3 (hex): zero until the guest extends it.
+    pub rtmr3: String,
+    /// What the registers were computed from.
+    pub inputs: TdxInputs,
+    /// The firmware's Secure Boot state.
+    pub secure_boot: SecureBootRecord,
+    /// Problems found with the inputs (e.g. an unsigned kernel under enforced Secure Boot).
+    pub warnings: Vec<String>,
+    /// Arguments after `qemu-system-x86_64` that launch this shape (`crate::qemu::manifest_fields`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_args: Option<Vec<String>>,
+    /// Notes for whoever runs that command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_notes: Option<Vec<String>>,
+    /// Why the shape has no QEMU command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_unavailable: Option<String>,
 }
 
 /// Why a manifest could not be read.

@@ -337,12 +337,9 @@ pub struct TdxShape {
     /// QEMU version whose layout to assume, e.g. `"10.2"`.
     #[serde(default)]
     pub qemu_version: Option<String>,
-    /// Override the detected EFI LoadOptions layout of the command line (RTMR2).
+    /// Override the EFI LoadOptions layout (`prefix` or `suffix`) detected from the firmware (RTMR2).
     #[serde(default)]
     pub cmdline_layout: Option<String>,
-    /// A directory with the ACPI tables QEMU gives the TD (for RTMR0); relative to the recipe.
-    #[serde(default)]
-    pub acpi_tables: Option<String>,
 }
 
 /// Why a recipe could not be loaded.

@@ -26,6 +26,8 @@ use cvmforge_measure::snp::vcpu_types::{UnknownVcpuType, VcpuType};
 use cvmforge_measure::snp::vmm_types::{UnknownVmmType, VmmType};
 use thiserror::Error;
 
+mod tdx;
+
 use crate::manifest::{Measurements, PolicyRecord, SnpInputs, SnpMeasurement};
 use crate::qemu::{self, FragmentError, QemuFragment, SnpIdArgs, SnpLaunchShape, SnpVmm};
 use crate::recipe::{LoadedRecipe, PolicyValue, SnpShape, VcpuCount};
@@ -137,6 +139,17 @@ pub enum MeasureError {
         #[source]
         source: GuestError,
     },
+    /// The TDX registers cannot be computed (the firmware is not TDVF, the kernel has no EFI stub, ...).
+    #[error("{}: cannot compute the TDX measurements from `{file}`", match shape { Some(i) => format!("`measure.tdx[{i}]`"), None => "`measure.tdx`".to_owned() })]
+    Tdx {
+        /// The shape's index, or `None` for what all shapes share.
+        shape: Option<usize>,
+        /// The output file at fault.
+        file: &'static str,
+        /// Why.
+        #[source]
+        source: cvmforge_measure::tdx::guest::TdxError,
+    },
     /// The ID block cannot be built (a bug: the digest always has 48 bytes).
     #[error("`measure.snp[{shape}]`: cannot build the ID block")]
     IdBlock {
@@ -160,6 +173,7 @@ pub enum MeasureError {
 /// Every shape of the recipe, validated; built by [`plan`] before anything is written.
 pub(crate) struct Plan {
     snp: Vec<SnpPlan>,
+    tdx: Vec<tdx::TdxPlan>,
     /// Warnings to show with the build (debug or migration-agent policies).
     pub(crate) warnings: Vec<String>,
 }
@@ -199,6 +213,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) initrd_sha256: [u8; 32],
     /// SHA-256 of `firmware-snp.fd`, if the recipe has one.
     pub(crate) firmware_snp_sha256: Option<[u8; 32]>,
+    /// SHA-256 of `firmware-tdx.fd`, if the recipe has one.
+    pub(crate) firmware_tdx_sha256: Option<[u8; 32]>,
     /// The kernel command line.
     pub(crate) cmdline: &'a str,
 }
@@ -220,7 +236,11 @@ pub(crate) fn plan(loaded: &LoadedRecipe) -> Result<Plan, MeasureError> {
         }
         snp.push(planned);
     }
-    Ok(Plan { snp, warnings })
+    if !recipe.measure.tdx.is_empty() && recipe.firmware.tdx.is_none() {
+        return Err(MeasureError::NoFirmware { platform: "tdx", shapes: recipe.measure.tdx.len() });
+    }
+    let tdx = recipe.measure.tdx.iter().enumerate().map(|(i, shape)| tdx::plan(i, shape)).collect::<Result<_, _>>()?;
+    Ok(Plan { snp, tdx, warnings })
 }
 
 fn plan_snp(loaded: &LoadedRecipe, index: usize, shape: &SnpShape) -> Result<SnpPlan, MeasureError> {
@@ -358,24 +378,34 @@ fn id_field(field: &str, value: Option<&str>) -> Result<[u8; ID_LEN], MeasureErr
     Ok(out)
 }
 
-/// Computes every planned measurement from the staged outputs.
-pub(crate) fn measure(plan: &Plan, sources: &Sources<'_>) -> Result<Measurements, MeasureError> {
+/// Computes every planned measurement from the staged outputs; returns them with the build warnings they raise
+/// (the plan's own warnings included).
+pub(crate) fn measure(plan: &Plan, sources: &Sources<'_>) -> Result<(Measurements, Vec<String>), MeasureError> {
     let mut measurements = Measurements::default();
+    let mut warnings = plan.warnings.clone();
     if !plan.snp.is_empty() {
         measurements.snp = measure_snp(plan, sources)?;
     }
-    Ok(measurements)
+    if !plan.tdx.is_empty() {
+        let (entries, tdx_warnings) = tdx::measure(&plan.tdx, sources)?;
+        measurements.tdx = entries;
+        warnings.extend(tdx_warnings);
+    }
+    Ok((measurements, warnings))
+}
+
+/// Reads a staged output file.
+fn read_output(dir: &Path, name: &str) -> Result<Vec<u8>, MeasureError> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|source| MeasureError::Read { path, source })
 }
 
 fn measure_snp(plan: &Plan, sources: &Sources<'_>) -> Result<Vec<SnpMeasurement>, MeasureError> {
     let file = qemu::FIRMWARE_SNP_FILE;
-    let path = sources.dir.join(file);
-    let firmware = std::fs::read(&path).map_err(|source| MeasureError::Read { path: path.clone(), source })?;
-    let firmware_sha256 = match sources.firmware_snp_sha256 {
-        Some(digest) => digest,
-        // `plan` refused SNP shapes without `firmware.snp`, so the firmware was copied and hashed.
-        None => return Err(MeasureError::Read { path, source: std::io::ErrorKind::NotFound.into() }),
-    };
+    // `plan` refused SNP shapes without `firmware.snp`, so the firmware was copied and hashed.
+    let firmware_sha256 =
+        sources.firmware_snp_sha256.ok_or(MeasureError::NoFirmware { platform: "snp", shapes: plan.snp.len() })?;
+    let firmware = read_output(sources.dir, file)?;
     let hashes = KernelHashes::new(sources.kernel_sha256, Some(sources.initrd_sha256), Some(sources.cmdline));
     let inputs = SnpInputs {
         firmware_sha256: hex::encode(firmware_sha256),
@@ -469,18 +499,17 @@ fn snp_entry(
         id: id_args,
         guest_features: shape.guest_features,
     };
-    set_qemu(&mut entry, &qemu::snp_fragment(&launch, cmdline));
+    (entry.qemu_args, entry.qemu_notes, entry.qemu_unavailable) = qemu_fields(&qemu::snp_fragment(&launch, cmdline));
     Ok(entry)
 }
 
-/// The fields of [`qemu::manifest_fields`], typed.
-fn set_qemu(entry: &mut SnpMeasurement, fragment: &Result<QemuFragment, FragmentError>) {
+/// `qemu_args`, `qemu_notes` and `qemu_unavailable`: the fields of [`qemu::manifest_fields`], typed.
+type QemuFields = (Option<Vec<String>>, Option<Vec<String>>, Option<String>);
+
+fn qemu_fields(fragment: &Result<QemuFragment, FragmentError>) -> QemuFields {
     match fragment {
-        Ok(f) => {
-            entry.qemu_args = Some(f.args.clone());
-            entry.qemu_notes = Some(f.notes.clone());
-        }
-        Err(e) => entry.qemu_unavailable = Some(e.to_string()),
+        Ok(f) => (Some(f.args.clone()), Some(f.notes.clone()), None),
+        Err(e) => (None, None, Some(e.to_string())),
     }
 }
 
@@ -568,7 +597,7 @@ mod tests {
                 qemu_notes: None,
                 qemu_unavailable: None,
             };
-            set_qemu(&mut entry, &fragment);
+            (entry.qemu_args, entry.qemu_notes, entry.qemu_unavailable) = qemu_fields(&fragment);
             let value = serde_json::to_value(&entry).unwrap();
             for (key, expected) in qemu::manifest_fields(&fragment) {
                 assert_eq!(value[&key], expected, "{key}");

@@ -148,6 +148,15 @@ fn measurement_rows(m: &crate::manifest::Measurements) -> Vec<(&'static str, Str
         let shape = format!("[{}] {} vCPU {cpu} {}", e.shape, e.vcpus, e.vmm_type);
         rows.push(("snp", shape, "launch", e.digest.clone()));
     }
+    for e in &m.tdx {
+        let shape = format!("[{}] {} vCPU {} {}", e.shape, e.vcpus, e.memory, e.page_order);
+        let rtmr0 = e.rtmr0.clone().unwrap_or_else(|| "(not computed)".to_owned());
+        for (what, value) in
+            [("MRTD", &e.mrtd), ("RTMR0", &rtmr0), ("RTMR1", &e.rtmr1), ("RTMR2", &e.rtmr2), ("RTMR3", &e.rtmr3)]
+        {
+            rows.push(("tdx", shape.clone(), what, value.clone()));
+        }
+    }
     rows
 }
 
