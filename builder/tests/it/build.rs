@@ -312,12 +312,17 @@ fn the_documented_example_recipe_builds() {
     let tree = Tree::new();
     let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../recipes/example.yaml")).unwrap();
     tree.write("recipes/example.yaml", &example);
-    tree.write("build/example/vmlinuz", &fake_kernel(0x020f, 100));
+    // Measured for TDX too, so the kernel must be a PE image (EFI stub); the firmware must be real.
+    tree.write("build/example/vmlinuz", &crate::util::pe_kernel());
     tree.write("build/example/guest-init", &cvmforge::elf::testing::executable(None));
     tree.write("build/example/summarize-server", &cvmforge::elf::testing::executable(None));
     tree.write("build/example/model.txt", b"model");
-    tree.write("build/example/OVMF.amdsev.fd", b"snp firmware");
-    tree.write("build/example/OVMF.inteltdx.ms.fd", b"tdx firmware");
+    tree.write("build/example/OVMF.amdsev.fd", &crate::util::firmware_fixture("OVMF.amdsev.fd"));
+    tree.write("build/example/OVMF.inteltdx.ms.fd", &crate::util::firmware_fixture("OVMF.inteltdx.ms.fd"));
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/keys/");
+    for key in ["id-key-p384.pem", "author-key-p384-sec1.pem"] {
+        tree.write(&format!("tests/fixtures/keys/{key}"), &std::fs::read(format!("{keys}{key}")).unwrap());
+    }
     tree.run(&["build", "recipes/example.yaml", "-o", "out"]).ok();
     assert_eq!(
         tree.list("out"),
@@ -335,6 +340,11 @@ fn the_documented_example_recipe_builds() {
     assert_eq!(m["recipe"]["path"], "recipes/example.yaml");
     assert_eq!(m["initrd"]["compression"]["level"], 9);
     assert!(tree.path("recipes/example.lock").exists());
+    let snp: Vec<&str> =
+        m["measurements"]["snp"].as_array().unwrap().iter().map(|e| e["vmm_type"].as_str().unwrap()).collect();
+    assert_eq!(snp, ["QEMU", "QEMU", "QEMU", "QEMU", "ec2"]);
+    assert!(m["measurements"]["snp"][0]["id_key_digest"].is_string());
+    assert_eq!(m["measurements"]["tdx"].as_array().unwrap().len(), 2);
 }
 
 /// With `CVMFORGE_TEST_KERNEL=/path/to/vmlinuz` (for example a Debian kernel), builds with a real bzImage and checks

@@ -232,3 +232,44 @@ pub(crate) fn unzstd(bytes: &[u8]) -> Vec<u8> {
 pub(crate) fn have(program: &str) -> bool {
     Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
 }
+
+/// A decompressed firmware fixture from `tests/fixtures/firmware/` (`name` without `.xz`), checked against the
+/// sha256 that `tests/fixtures/firmware/README.md` lists for it.
+pub(crate) fn firmware_fixture(name: &str) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/firmware");
+    let xz = std::fs::read(dir.join(format!("{name}.xz"))).unwrap();
+    let mut out = Vec::new();
+    lzma_rs::xz_decompress(&mut &xz[..], &mut out).unwrap();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let row = readme.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap();
+    assert!(row.contains(&sha256_hex(&out)), "{name}: sha256 differs from the fixture README");
+    out
+}
+
+/// A minimal unsigned PE32+ image (an "EFI stub") that is also a bzImage (`HdrS`, boot protocol 2.15): passes the
+/// build's kernel check and the TDX library's PE parsing.
+pub(crate) fn pe_kernel() -> Vec<u8> {
+    let mut k = vec![0u8; 0x2000];
+    k[0..2].copy_from_slice(b"MZ");
+    k[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    k[0x80..0x84].copy_from_slice(b"PE\0\0");
+    let coff = 0x84;
+    k[coff + 2..coff + 4].copy_from_slice(&1u16.to_le_bytes());
+    k[coff + 16..coff + 18].copy_from_slice(&240u16.to_le_bytes());
+    let opt = coff + 20;
+    k[opt..opt + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+    k[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
+    k[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+    let s = opt + 240;
+    k[s..s + 5].copy_from_slice(b".text");
+    k[s + 16..s + 20].copy_from_slice(&0x1e00u32.to_le_bytes());
+    k[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    k[0x202..0x206].copy_from_slice(b"HdrS");
+    k[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    k[0x211] = 1;
+    k[0x236] = 3;
+    for (i, b) in k.iter_mut().enumerate().skip(0x400) {
+        *b = (i % 251) as u8;
+    }
+    k
+}
