@@ -5,9 +5,11 @@
 //! are sorted, owners are 0, the only time is the recipe's `source_date_epoch`, and the compressor's bytes do not
 //! depend on the thread count. The library never prints; progress goes through [`Progress`].
 //!
-//! Order of work, so that a refused build writes nothing: load and validate the recipe; check the output target;
-//! resolve, confine and hash every input; compare with the lock (`--locked`); check the kernel's setup header; only
-//! then create the staging directory, write, and rename it into place; finally write the lock file.
+//! Order of work, so that a refused build writes nothing: load and validate the recipe and its VM shapes
+//! ([`measure::plan`]); check the output target; resolve, confine and hash every input; compare with the lock
+//! (`--locked`); check the kernel's setup header; only then create the staging directory, write, measure the staged
+//! outputs ([`measure`]), write the manifest and bundle, and rename the directory into place; finally write the lock
+//! file.
 
 use std::fs::File;
 use std::io::{Read, Write};

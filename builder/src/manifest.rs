@@ -420,6 +420,81 @@ mod tests {
         assert!(text.contains("\"type\": \"file\""));
     }
 
+    fn with_measurements() -> Manifest {
+        let mut m = sample();
+        let policy = PolicyRecord { value: "0x30000".into(), fields: BTreeMap::new(), warnings: vec![] };
+        m.measurements.snp.push(SnpMeasurement {
+            platform: "snp".into(),
+            shape: 0,
+            mode: "snp".into(),
+            vcpus: 2,
+            vcpu_type: Some("EPYC-v4".into()),
+            vcpu_sig: "0x800f12".into(),
+            vmm_type: "QEMU".into(),
+            guest_features: "0x1".into(),
+            memory: "2G".into(),
+            policy,
+            digest: "aa".into(),
+            inputs: SnpInputs {
+                firmware_sha256: "1".into(),
+                kernel_sha256: "2".into(),
+                initrd_sha256: "3".into(),
+                cmdline_sha256: "4".into(),
+            },
+            id_block: Some("AA==".into()),
+            id_auth: None,
+            id_key_digest: None,
+            author_key_digest: None,
+            family_id: None,
+            image_id: None,
+            guest_svn: Some(0),
+            qemu_args: Some(vec!["-smp".into(), "2".into()]),
+            qemu_notes: Some(vec![]),
+            qemu_unavailable: None,
+        });
+        m.measurements.tdx.push(TdxMeasurement {
+            platform: "tdx".into(),
+            shape: 0,
+            memory: "4G".into(),
+            memory_bytes: 4 << 30,
+            vcpus: 1,
+            page_order: "single-pass".into(),
+            qemu_version: "10.2.0".into(),
+            qemu_version_assumed: true,
+            qemu_kernel_patching: false,
+            cmdline_layout: "prefix".into(),
+            cmdline_layout_source: "firmware".into(),
+            mrtd: "m".into(),
+            rtmr0: None,
+            rtmr0_unavailable: Some("why".into()),
+            rtmr1: "1".into(),
+            rtmr2: "2".into(),
+            rtmr3: "3".into(),
+            inputs: TdxInputs {
+                firmware_sha256: "f".into(),
+                kernel_sha256: "k".into(),
+                initrd_sha384: "i".into(),
+                initrd_size: 1,
+            },
+            secure_boot: SecureBootRecord { pk_enrolled: true, microsoft_db: true },
+            warnings: vec!["w".into()],
+            qemu_args: None,
+            qemu_notes: None,
+            qemu_unavailable: Some("u".into()),
+        });
+        m
+    }
+
+    #[test]
+    fn measurements_round_trip_and_omit_absent_optionals() {
+        let m = with_measurements();
+        let text = m.to_json();
+        assert_eq!(Manifest::from_json(&text).unwrap(), m);
+        assert!(text.contains("\"rtmr0\": null") && !text.contains("\"id_auth\""), "{text}");
+        let extra = text.replacen("\"digest\": \"aa\"", "\"digest\": \"aa\", \"surprise\": 1", 1);
+        assert!(matches!(Manifest::from_json(&extra), Err(ManifestError::Parse { .. })));
+    }
+
     #[test]
     fn rejects_unknown_schema_and_fields() {
         let text = sample().to_json().replace("manifest/v1", "manifest/v2");
