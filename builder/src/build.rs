@@ -6,9 +6,9 @@
 //! depend on the thread count. The library never prints; progress goes through [`Progress`].
 //!
 //! Order of work, so that a refused build writes nothing: load and validate the recipe and its VM shapes
-//! ([`measure::plan`]); check the output target; resolve, confine and hash every input; compare with the lock
+//! (`measure::plan`); check the output target; resolve, confine and hash every input; compare with the lock
 //! (`--locked`); check the kernel's setup header; only then create the staging directory, write, measure the staged
-//! outputs ([`measure`]), write the manifest and bundle, and rename the directory into place; finally write the lock
+//! outputs (`measure::measure`), write the manifest and bundle, and rename the directory into place; finally write the lock
 //! file.
 
 use std::fs::File;

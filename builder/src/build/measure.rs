@@ -1,8 +1,8 @@
 //! The measurement step of the build: the launch measurements of every VM shape in the recipe's `measure:`, computed
 //! from the build's own output files, recorded in the manifest.
 //!
-//! [`plan`] runs with the other checks, before anything is written: it validates every shape (vCPU counts, models,
-//! policy, ID-block keys) so that a bad shape refuses the build early. [`measure`] runs after the outputs are in the
+//! `plan` runs with the other checks, before anything is written: it validates every shape (vCPU counts, models,
+//! policy, ID-block keys) so that a bad shape refuses the build early. `measure` runs after the outputs are in the
 //! staging directory and before the manifest is written: it reads `firmware-<platform>.fd` from there and reuses the
 //! digests the build already has (kernel, initrd), so nothing is hashed twice.
 //!
