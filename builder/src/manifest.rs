@@ -200,6 +200,9 @@ pub struct PolicyRecord {
 pub struct SnpMeasurement {
     /// Always `snp`.
     pub platform: String,
+    /// Unique within the manifest: `snp-shape<index>-vcpus<count>`. Identifies the entry for `cvmforge diff` and
+    /// `cvmforge run --print-command`.
+    pub name: String,
     /// Index of the shape in the recipe's `measure.snp`.
     pub shape: usize,
     /// The guest mode (`snp`).
@@ -285,6 +288,9 @@ pub struct SecureBootRecord {
 pub struct TdxMeasurement {
     /// Always `tdx`.
     pub platform: String,
+    /// Unique within the manifest: `tdx-shape<index>`. Identifies the entry for `cvmforge diff` and
+    /// `cvmforge run --print-command`.
+    pub name: String,
     /// Index of the shape in the recipe's `measure.tdx`.
     pub shape: usize,
     /// Guest RAM as written in the recipe (`-m`).
@@ -425,6 +431,7 @@ mod tests {
         let policy = PolicyRecord { value: "0x30000".into(), fields: BTreeMap::new(), warnings: vec![] };
         m.measurements.snp.push(SnpMeasurement {
             platform: "snp".into(),
+            name: "snp-shape0-vcpus2".into(),
             shape: 0,
             mode: "snp".into(),
             vcpus: 2,
@@ -454,6 +461,7 @@ mod tests {
         });
         m.measurements.tdx.push(TdxMeasurement {
             platform: "tdx".into(),
+            name: "tdx-shape0".into(),
             shape: 0,
             memory: "4G".into(),
             memory_bytes: 4 << 30,

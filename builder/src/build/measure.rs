@@ -441,6 +441,7 @@ fn snp_entry(
 ) -> Result<SnpMeasurement, MeasureError> {
     let mut entry = SnpMeasurement {
         platform: "snp".to_owned(),
+        name: format!("snp-shape{}-vcpus{vcpus}", shape.index),
         shape: shape.index,
         mode: Mode::Snp.name().to_owned(),
         vcpus,
@@ -570,6 +571,7 @@ mod tests {
         ] {
             let mut entry = SnpMeasurement {
                 platform: String::new(),
+                name: String::new(),
                 shape: 0,
                 mode: String::new(),
                 vcpus: 1,

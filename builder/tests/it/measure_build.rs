@@ -119,6 +119,15 @@ fn snp_digests_match_measure_snp_and_the_reference() {
     assert!(args.windows(2).any(|w| w == ["-append", CMDLINE]), "{args:?}");
     assert!(entries[4]["qemu_unavailable"].as_str().unwrap().contains("ec2"), "{}", entries[4]);
 
+    // `cvmforge run --print-command` reads the recorded launches back, by name.
+    let printed: Value =
+        serde_json::from_str(&tree.run(&["run", "out", "--print-command", "--json"]).ok().stdout).unwrap();
+    let shapes = printed["shapes"].as_array().unwrap();
+    assert_eq!(shapes.len(), 5);
+    assert_eq!(shapes[0]["name"], "snp-shape0-vcpus1");
+    assert!(s(&shapes[0]["command_line"]).contains("-smp 1"), "{}", shapes[0]);
+    assert!(shapes[4]["command_line"].is_null() && s(&shapes[4]["notes"][0]).contains("ec2"), "{}", shapes[4]);
+
     // The human summary has the table.
     let text = tree.build(&["--force"]).ok();
     assert!(text.stdout.contains("measurements:"), "{}", text.stdout);
@@ -309,4 +318,42 @@ fn rejects_tdx_kernel_without_efi_stub() {
     tree.write("src/inputs/vmlinuz", &crate::util::fake_kernel(0x020f, 4096));
     tree.build(&[]).fails(1, &["`measure.tdx`: cannot compute the TDX measurements from `kernel`", "not a PE image"]);
     assert!(!tree.path("out").exists());
+}
+
+#[test]
+fn measurements_are_reproducible_and_diff_explains_them() {
+    let tail = "firmware: {snp: inputs/OVMF.amdsev.fd, tdx: inputs/OVMF.inteltdx.ms.fd}\nmeasure:\n  snp:\n    \
+                - {vcpus: \"1-2\", vcpu_type: EPYC-v4}\n  tdx:\n    - {memory: 2G, vcpus: 1}\n";
+    let tree = tree(tail);
+    with_snp_firmware(&tree);
+    with_tdx_firmware(&tree);
+    tree.run(&["build", "src/recipe.yaml", "-o", "a"]).ok();
+    tree.run(&["build", "src/recipe.yaml", "-o", "b", "--jobs", "1"]).ok();
+    assert_eq!(tree.read("a/manifest.json"), tree.read("b/manifest.json"), "measurements are deterministic");
+
+    let recipe = std::fs::read_to_string(tree.path("src/recipe.yaml")).unwrap();
+    tree.recipe(&recipe.replace("panic=-1 quiet", "panic=-1"));
+    tree.run(&["build", "src/recipe.yaml", "-o", "c"]).ok();
+    let run = tree.run(&["diff", "--json", "a", "c"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let explained: Vec<(&str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "measurement")
+        .map(|f| (s(&f["path"]), s(&f["detail"][0])))
+        .collect();
+    let paths: Vec<&str> = explained.iter().map(|(p, _)| *p).collect();
+    for expected in [
+        "manifest.json:measurements.snp[name=snp-shape0-vcpus1].digest",
+        "manifest.json:measurements.snp[name=snp-shape0-vcpus2].digest",
+        "manifest.json:measurements.tdx[name=tdx-shape0].rtmr2",
+    ] {
+        assert!(paths.contains(&expected), "{expected} not in {paths:?}");
+    }
+    assert!(!paths.iter().any(|p| p.ends_with(".mrtd") || p.ends_with(".rtmr1")), "{paths:?}");
+    for (path, why) in explained {
+        assert!(why.contains("cmdline"), "{path}: {why}");
+    }
 }

@@ -209,6 +209,7 @@ fn entry(
     };
     let mut entry = TdxMeasurement {
         platform: "tdx".to_owned(),
+        name: format!("tdx-shape{}", plan.index),
         shape: plan.index,
         memory: plan.memory.clone(),
         memory_bytes: plan.memory_bytes,
