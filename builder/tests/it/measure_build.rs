@@ -66,6 +66,40 @@ fn snp_args(entry: &Value) -> Vec<String> {
     args
 }
 
+/// Each SNP entry's digest equals what `cvmforge measure snp` (and, with `CVMFORGE_SNP_REFERENCE`, the reference
+/// `sev-snp-measure`) prints for the output files.
+fn check_snp_entries(tree: &Tree, entries: &[Value]) {
+    let reference = std::env::var_os("CVMFORGE_SNP_REFERENCE");
+    if reference.is_none() {
+        eprintln!("reference check skipped: set CVMFORGE_SNP_REFERENCE to the sev-snp-measure 0.0.13 binary");
+    }
+    for entry in entries {
+        let args = snp_args(entry);
+        let cli = crate::util::cvmforge().current_dir(tree.path("")).args(["measure", "snp"]).args(&args).output();
+        let ours = Run::from_output(cli.unwrap()).ok();
+        assert_eq!(ours.stdout.trim(), s(&entry["digest"]), "cvmforge measure snp {args:?}");
+        if let Some(reference) = &reference {
+            let out = Command::new(reference).current_dir(tree.path("")).args(&args).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), s(&entry["digest"]), "reference {args:?}");
+        }
+    }
+}
+
+/// Each TDX entry's registers equal what `cvmforge measure tdx` prints for the output files (shapes without a
+/// `cmdline_layout` override).
+fn check_tdx_entries(tree: &Tree, entries: &[Value]) {
+    for entry in entries {
+        let mut args = vec!["measure", "tdx", "--json", "--firmware", "out/firmware-tdx.fd", "--kernel", "out/kernel"];
+        args.extend(["--initrd", "out/initrd.img", "--append", CMDLINE, "--memory", s(&entry["memory"])]);
+        args.extend(["--page-order", s(&entry["page_order"]), "--qemu-version", s(&entry["qemu_version"])]);
+        let out: Value = serde_json::from_str(&tree.run(&args).ok().stdout).unwrap();
+        for register in ["mrtd", "rtmr1", "rtmr2", "rtmr3", "cmdline_layout", "warnings"] {
+            assert_eq!(entry[register], out[register], "{register} of {entry}");
+        }
+    }
+}
+
 #[test]
 fn snp_digests_match_measure_snp_and_the_reference() {
     let tree = tree(
@@ -82,25 +116,8 @@ fn snp_digests_match_measure_snp_and_the_reference() {
     let report: Value = serde_json::from_str(&built.stdout).unwrap();
     assert_eq!(report["measurements"], m["measurements"], "--json reports what the manifest records");
 
-    let reference = std::env::var_os("CVMFORGE_SNP_REFERENCE");
-    if reference.is_none() {
-        eprintln!("reference check skipped: set CVMFORGE_SNP_REFERENCE to the sev-snp-measure 0.0.13 binary");
-    }
-    let mut digests = Vec::new();
-    for entry in entries {
-        let args = snp_args(entry);
-        let ours = Run::from_output(
-            crate::util::cvmforge().current_dir(tree.path("")).arg("measure").arg("snp").args(&args).output().unwrap(),
-        )
-        .ok();
-        assert_eq!(ours.stdout.trim(), s(&entry["digest"]), "cvmforge measure snp {args:?}");
-        if let Some(reference) = &reference {
-            let out = Command::new(reference).current_dir(tree.path("")).args(&args).output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), s(&entry["digest"]), "reference {args:?}");
-        }
-        digests.push(s(&entry["digest"]).to_owned());
-    }
+    check_snp_entries(&tree, entries);
+    let mut digests: Vec<String> = entries.iter().map(|e| s(&e["digest"]).to_owned()).collect();
     digests.sort();
     digests.dedup();
     assert_eq!(digests.len(), 5, "every vCPU count and shape has its own digest");
@@ -356,4 +373,27 @@ fn measurements_are_reproducible_and_diff_explains_them() {
     for (path, why) in explained {
         assert!(why.contains("cmdline"), "{path}: {why}");
     }
+}
+
+/// With `CVMFORGE_TEST_KERNEL=/path/to/vmlinuz` (a real Debian kernel), the build's SNP and TDX measurements of it
+/// equal the commands' (and the reference's) values; the Secure Boot warning appears only for an unsigned kernel.
+#[test]
+fn real_kernel_measurements_match_when_provided() {
+    let Some(path) = std::env::var_os("CVMFORGE_TEST_KERNEL") else {
+        eprintln!("skipped: set CVMFORGE_TEST_KERNEL to a real bzImage to run this test");
+        return;
+    };
+    let tree = tree(
+        "firmware: {snp: inputs/OVMF.amdsev.fd, tdx: inputs/OVMF.inteltdx.ms.fd}\nmeasure:\n  snp:\n    \
+         - {vcpus: \"1-2\", vcpu_type: EPYC-Genoa}\n  tdx:\n    - {memory: 4G, vcpus: 2, qemu_version: \"10.1\"}\n",
+    );
+    tree.write("src/inputs/vmlinuz", &std::fs::read(path).unwrap());
+    with_snp_firmware(&tree);
+    with_tdx_firmware(&tree);
+    let built = tree.build(&[]).ok();
+    let m = manifest(&tree);
+    check_snp_entries(&tree, m["measurements"]["snp"].as_array().unwrap());
+    check_tdx_entries(&tree, m["measurements"]["tdx"].as_array().unwrap());
+    let signed = m["measurements"]["tdx"][0]["warnings"].as_array().unwrap().is_empty();
+    assert_eq!(signed, !built.stderr.contains("enforces Secure Boot"), "{}", built.stderr);
 }
