@@ -9,8 +9,10 @@
 //!
 //! Every block's bytes are a function of (level, dictionary, block, is-final) only, so any number of worker threads
 //! — or none — yields the same stream. One content-based choice is made per block, and it too depends only on
-//! those bytes: when the deflate output would be larger than storing the block, the block is stored instead
-//! ([`stored_len`]).
+//! those bytes: a block is stored (RFC 1951 section 3.2.4) instead of deflated when deflate would be larger, or
+//! when a cheap integer-only test says so in advance ([`looks_incompressible`]: flat byte histogram and a level-1
+//! trial that saves under 1/128). Random data then costs a histogram and a fast trial instead of a level-6 search,
+//! for at most a fraction of a percent of size.
 //!
 //! Memory is bounded: at most `2 × threads` blocks are in flight (input, dictionary and output each), plus one
 //! zlib-rs state per worker; the whole input is never held.
@@ -57,7 +59,7 @@ pub(crate) struct GzipEncoder<W: Write> {
 
 /// Where blocks are compressed: on the caller's thread, or on a pool of workers.
 enum Engine {
-    Inline(Box<Compress>),
+    Inline,
     Pool(Pool),
 }
 
@@ -88,11 +90,7 @@ impl<W: Write> GzipEncoder<W> {
             ));
         }
         let threads = threads.clamp(1, MAX_THREADS);
-        let engine = if threads == 1 {
-            Engine::Inline(Box::new(new_deflate(level)))
-        } else {
-            Engine::Pool(Pool::start(level, threads)?)
-        };
+        let engine = if threads == 1 { Engine::Inline } else { Engine::Pool(Pool::start(level, threads)?) };
         out.write_all(&HEADER)?;
         Ok(GzipEncoder {
             out,
@@ -145,9 +143,9 @@ impl<W: Write> GzipEncoder<W> {
 
     fn submit(&mut self, data: Vec<u8>, dict_len: usize, last: bool) -> io::Result<()> {
         match &mut self.engine {
-            Engine::Inline(deflate) => {
+            Engine::Inline => {
                 let (dict, block) = data.split_at(dict_len);
-                let bytes = deflate_block(deflate, self.level, dict, block, last).map_err(deflate_error)?;
+                let bytes = deflate_block(self.level, dict, block, last).map_err(deflate_error)?;
                 self.out.write_all(&bytes)
             }
             Engine::Pool(pool) => {
@@ -235,7 +233,6 @@ impl Drop for Pool {
 }
 
 fn worker(level: u32, queue: &Mutex<Receiver<Job>>) {
-    let mut deflate = new_deflate(level);
     loop {
         let job = match queue.lock() {
             Ok(queue) => queue.recv(),
@@ -243,28 +240,62 @@ fn worker(level: u32, queue: &Mutex<Receiver<Job>>) {
         };
         let Ok(job) = job else { return };
         let (dict, block) = job.data.split_at(job.dict_len.min(job.data.len()));
-        let result = deflate_block(&mut deflate, level, dict, block, job.last);
+        let result = deflate_block(level, dict, block, job.last);
         // The encoder may have been dropped; then nobody wants the result.
         let _ = job.reply.send(result);
     }
 }
 
-fn new_deflate(level: u32) -> Compress {
-    // Raw deflate (no zlib header), 15 window bits, memLevel 8, default strategy: zlib-rs's `deflateInit2` defaults.
-    Compress::new(flate2::Compression::new(level), false)
+/// Compresses one block: raw deflate primed with `dict`, ending in a sync flush, or in `Z_FINISH` when `last`.
+/// Stores the block instead when it [looks incompressible](looks_incompressible) or when deflate would be larger
+/// than storing. The result depends only on the arguments.
+fn deflate_block(level: u32, dict: &[u8], block: &[u8], last: bool) -> Result<Vec<u8>, CompressError> {
+    if !looks_incompressible(dict, block, last)? {
+        let out = deflate_raw(level, dict, block, last)?;
+        if out.len() <= stored_len(block.len()) {
+            return Ok(out);
+        }
+    }
+    let mut out = Vec::with_capacity(stored_len(block.len()));
+    write_stored(&mut out, block, last);
+    Ok(out)
 }
 
-/// Compresses one block: raw deflate primed with `dict`, ending in a sync flush, or in `Z_FINISH` when `last`.
-/// Falls back to stored blocks when they are smaller. The result depends only on the arguments.
-fn deflate_block(
-    deflate: &mut Compress,
-    level: u32,
-    dict: &[u8],
-    block: &[u8],
-    last: bool,
-) -> Result<Vec<u8>, CompressError> {
-    // A fresh state per block: nothing left from an earlier block (which differs with the thread count) can matter.
-    *deflate = new_deflate(level);
+/// Blocks shorter than this always get the full deflate attempt.
+const CHECK_MIN_LEN: usize = 4096;
+
+/// Decides, from the block's bytes alone, that level-`N` deflate would not beat storing it, so that random data
+/// (encrypted or already compressed files) costs almost no CPU. Two integer-only tests, both must pass:
+///
+/// 1. The byte histogram is nearly flat: `256 · Σ count² ≤ 1.035 · len²`, i.e. the collision entropy is at least
+///    7.95 bits per byte, so Huffman coding of literals cannot save more than ~0.6 %. (Integers, not `log2`, so that
+///    no floating-point detail of the build host can flip the decision.)
+/// 2. A level-1 trial (zlib-rs's fastest matcher, same dictionary) saves less than `len / 128` bytes over storing:
+///    there are hardly any repeated strings.
+///
+/// Data that fails either test (text, code, repeated random chunks, base64) gets the full level-`N` attempt.
+fn looks_incompressible(dict: &[u8], block: &[u8], last: bool) -> Result<bool, CompressError> {
+    if block.len() < CHECK_MIN_LEN {
+        return Ok(false);
+    }
+    let mut counts = [0u64; 256];
+    for &byte in block {
+        counts[usize::from(byte)] += 1;
+    }
+    let sum_squares: u64 = counts.iter().map(|c| c * c).sum();
+    let len = block.len() as u64;
+    if 256 * 1000 * u128::from(sum_squares) > 1035 * u128::from(len) * u128::from(len) {
+        return Ok(false);
+    }
+    let trial = deflate_raw(1, dict, block, last)?;
+    Ok(trial.len() + block.len() / 128 >= stored_len(block.len()))
+}
+
+/// Raw deflate of `block` by a fresh zlib-rs state (nothing left from an earlier block — which differs with the
+/// thread count — can matter), primed with `dict`; ends in a sync flush, or `Z_FINISH` when `last`.
+fn deflate_raw(level: u32, dict: &[u8], block: &[u8], last: bool) -> Result<Vec<u8>, CompressError> {
+    // Raw deflate (no zlib header), 15 window bits, memLevel 8, default strategy: zlib-rs's `deflateInit2` defaults.
+    let mut deflate = Compress::new(flate2::Compression::new(level), false);
     if !dict.is_empty() {
         deflate.set_dictionary(dict)?;
     }
@@ -280,15 +311,10 @@ fn deflate_block(
             Status::Ok | Status::BufError => !last && consumed == block.len() && out.len() < out.capacity(),
         };
         if done {
-            break;
+            return Ok(out);
         }
         out.reserve(out.capacity().max(4096));
     }
-    if out.len() > stored_len(block.len()) {
-        out.clear();
-        write_stored(&mut out, block, last);
-    }
-    Ok(out)
 }
 
 /// Length of `len` bytes as stored deflate blocks: a 5-byte header (the block-type byte, LEN, NLEN) per 65535 bytes,

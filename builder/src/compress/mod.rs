@@ -105,11 +105,17 @@ pub const ZLIB_RS_VERSION: &str = env!("CVMFORGE_VERSION_ZLIB_RS");
 /// Version of the flate2 crate that drives zlib-rs (from Cargo.lock, see `build.rs`).
 pub const FLATE2_VERSION: &str = env!("CVMFORGE_VERSION_FLATE2");
 
-fn gzip_parameters() -> [(&'static str, String); 9] {
+fn gzip_parameters() -> [(&'static str, String); 10] {
     [
         ("block_size", gzip::BLOCK_SIZE.to_string()),
         ("dictionary_size", gzip::DICTIONARY_SIZE.to_string()),
-        ("block_end", "sync-flush; stored when smaller".to_string()),
+        ("block_end", "sync flush; final block Z_FINISH".to_string()),
+        (
+            "stored_blocks",
+            "when deflate is larger, or when 256*sum(count^2) <= 1.035*len^2 and a level-1 trial saves < len/128 \
+             (blocks >= 4096 bytes)"
+                .to_string(),
+        ),
         ("window_bits", "15".to_string()),
         ("mem_level", "8".to_string()),
         ("strategy", "default".to_string()),
