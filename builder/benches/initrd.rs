@@ -55,6 +55,8 @@ fn orchestrate() -> Result<()> {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("build").join("bench-initrd"),
     };
+    fs::create_dir_all(&root)?;
+    let root = root.canonicalize()?;
     let payload = root.join(format!("payload-{size_mib}MiB"));
     let out = root.join("out");
     fs::create_dir_all(&out)?;
@@ -209,7 +211,7 @@ fn add_tree<W: Write>(cpio: &mut CpioWriter<W>, dir: &Path, prefix: &str) -> Res
     for entry in entries {
         let name = entry.file_name().into_string().map_err(|n| format!("non-UTF-8 name {n:?}"))?;
         let path = format!("{prefix}{name}");
-        let meta = entry.metadata()?;
+        let meta = fs::metadata(entry.path())?; // follows symbolic links, as a payload may use them
         if meta.is_dir() {
             cpio.add_directory(&path, 0o755)?;
             add_tree(cpio, &entry.path(), &format!("{path}/"))?;
