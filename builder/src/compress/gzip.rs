@@ -10,7 +10,7 @@
 //! Every block's bytes are a function of (level, dictionary, block, is-final) only, so any number of worker threads
 //! — or none — yields the same stream. One content-based choice is made per block, and it too depends only on
 //! those bytes: a block is stored (RFC 1951 section 3.2.4) instead of deflated when deflate would be larger, or
-//! when a cheap integer-only test says so in advance ([`looks_incompressible`]: flat byte histogram and a level-1
+//! when a cheap integer-only test says so in advance (`looks_incompressible`: flat byte histogram and a level-1
 //! trial that saves under 1/128). Random data then costs a histogram and a fast trial instead of a level-6 search,
 //! for at most a fraction of a percent of size.
 //!
