@@ -10,9 +10,9 @@
 //! Every block's bytes are a function of (level, dictionary, block, is-final) only, so any number of worker threads
 //! — or none — yields the same stream. One content-based choice is made per block, and it too depends only on
 //! those bytes: a block is stored (RFC 1951 section 3.2.4) instead of deflated when deflate would be larger, or
-//! when a cheap integer-only test says so in advance (`looks_incompressible`: flat byte histogram and a level-1
-//! trial that saves under 1/128). Random data then costs a histogram and a fast trial instead of a level-6 search,
-//! for at most a fraction of a percent of size.
+//! when a cheap integer-only test says so in advance (`looks_incompressible`: a flat byte histogram and almost no
+//! repeats of 8 bytes or more). Random data then costs a histogram and a hash scan instead of a level-6 search, for
+//! at most a fraction of a percent of size.
 //!
 //! Memory is bounded: at most `2 × threads` blocks are in flight (input, dictionary and output each), plus one
 //! zlib-rs state per worker; the whole input is never held.
@@ -144,8 +144,7 @@ impl<W: Write> GzipEncoder<W> {
     fn submit(&mut self, data: Vec<u8>, dict_len: usize, last: bool) -> io::Result<()> {
         match &mut self.engine {
             Engine::Inline => {
-                let (dict, block) = data.split_at(dict_len);
-                let bytes = deflate_block(self.level, dict, block, last).map_err(deflate_error)?;
+                let bytes = deflate_block(self.level, &data, dict_len, last).map_err(deflate_error)?;
                 self.out.write_all(&bytes)
             }
             Engine::Pool(pool) => {
@@ -239,18 +238,18 @@ fn worker(level: u32, queue: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let (dict, block) = job.data.split_at(job.dict_len.min(job.data.len()));
-        let result = deflate_block(level, dict, block, job.last);
+        let result = deflate_block(level, &job.data, job.dict_len, job.last);
         // The encoder may have been dropped; then nobody wants the result.
         let _ = job.reply.send(result);
     }
 }
 
-/// Compresses one block: raw deflate primed with `dict`, ending in a sync flush, or in `Z_FINISH` when `last`.
-/// Stores the block instead when it [looks incompressible](looks_incompressible) or when deflate would be larger
-/// than storing. The result depends only on the arguments.
-fn deflate_block(level: u32, dict: &[u8], block: &[u8], last: bool) -> Result<Vec<u8>, CompressError> {
-    if !looks_incompressible(dict, block, last)? {
+/// Compresses one block, `data = [dictionary | block]`: raw deflate primed with the dictionary, ending in a sync
+/// flush, or in `Z_FINISH` when `last`. Stores the block instead when it [looks incompressible](looks_incompressible)
+/// or when deflate would be larger than storing. The result depends only on the arguments.
+fn deflate_block(level: u32, data: &[u8], dict_len: usize, last: bool) -> Result<Vec<u8>, CompressError> {
+    let (dict, block) = data.split_at(dict_len.min(data.len()));
+    if !looks_incompressible(data, dict_len) {
         let out = deflate_raw(level, dict, block, last)?;
         if out.len() <= stored_len(block.len()) {
             return Ok(out);
@@ -263,20 +262,29 @@ fn deflate_block(level: u32, dict: &[u8], block: &[u8], last: bool) -> Result<Ve
 
 /// Blocks shorter than this always get the full deflate attempt.
 const CHECK_MIN_LEN: usize = 4096;
+/// Shortest repeat the pre-check counts: shorter matches in high-entropy data hardly pay for their codes.
+const REPEAT_MIN: usize = 8;
+/// Longest deflate match (RFC 1951 section 3.2.5).
+const MATCH_MAX: usize = 258;
+/// Size of the pre-check's hash table, as a power of two.
+const REPEAT_HASH_BITS: u32 = 16;
 
-/// Decides, from the block's bytes alone, that level-`N` deflate would not beat storing it, so that random data
-/// (encrypted or already compressed files) costs almost no CPU. Two integer-only tests, both must pass:
+/// Decides, from the bytes of `data = [dictionary | block]` alone, that deflate would not beat storing the block, so
+/// that random data (encrypted or already compressed files) skips the level-`N` match search. Two integer-only
+/// tests, both must pass:
 ///
-/// 1. The byte histogram is nearly flat: `256 · Σ count² ≤ 1.035 · len²`, i.e. the collision entropy is at least
-///    7.95 bits per byte, so Huffman coding of literals cannot save more than ~0.6 %. (Integers, not `log2`, so that
-///    no floating-point detail of the build host can flip the decision.)
-/// 2. A level-1 trial (zlib-rs's fastest matcher, same dictionary) saves less than `len / 128` bytes over storing:
-///    there are hardly any repeated strings.
+/// 1. The block's byte histogram is nearly flat: `256 · Σ count² ≤ 1.035 · len²`, i.e. its collision entropy is at
+///    least 7.95 bits per byte, so Huffman coding of literals cannot save more than ~0.6 %. (Integers, not `log2`,
+///    so that no floating-point detail of the build host can flip the decision.)
+/// 2. Hardly any repeats: fewer than `len / 64` of the block's bytes are covered by repeats of at least
+///    [`REPEAT_MIN`] bytes within the 32 KiB window that a single-probe hash finds ([`repeated_bytes`]).
 ///
-/// Data that fails either test (text, code, repeated random chunks, base64) gets the full level-`N` attempt.
-fn looks_incompressible(dict: &[u8], block: &[u8], last: bool) -> Result<bool, CompressError> {
+/// Data that fails either test (text, code, repeated random chunks, base64) gets the full level-`N` attempt, and the
+/// result is still stored if deflate turns out larger.
+fn looks_incompressible(data: &[u8], dict_len: usize) -> bool {
+    let block = data.get(dict_len..).unwrap_or_default();
     if block.len() < CHECK_MIN_LEN {
-        return Ok(false);
+        return false;
     }
     let mut counts = [0u64; 256];
     for &byte in block {
@@ -285,10 +293,38 @@ fn looks_incompressible(dict: &[u8], block: &[u8], last: bool) -> Result<bool, C
     let sum_squares: u64 = counts.iter().map(|c| c * c).sum();
     let len = block.len() as u64;
     if 256 * 1000 * u128::from(sum_squares) > 1035 * u128::from(len) * u128::from(len) {
-        return Ok(false);
+        return false;
     }
-    let trial = deflate_raw(1, dict, block, last)?;
-    Ok(trial.len() + block.len() / 128 >= stored_len(block.len()))
+    repeated_bytes(data, dict_len) * 64 < block.len()
+}
+
+/// Bytes of `data[dict_len..]` covered by repeats of at least [`REPEAT_MIN`] bytes whose earlier copy starts at most
+/// 32 KiB before (possibly in the dictionary), as found by one probe of a hash table of 8-byte words — an LZ77
+/// matcher that only counts. Deterministic: a function of `data` and `dict_len`.
+fn repeated_bytes(data: &[u8], dict_len: usize) -> usize {
+    const EMPTY: usize = usize::MAX;
+    let mut table = vec![EMPTY; 1 << REPEAT_HASH_BITS];
+    let mut covered = 0;
+    let mut pos = 0;
+    while let Some(word) = data.get(pos..pos + REPEAT_MIN) {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let slot = (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - REPEAT_HASH_BITS)) as usize;
+        let candidate = std::mem::replace(&mut table[slot], pos);
+        if pos >= dict_len && candidate != EMPTY && pos - candidate <= DICTIONARY_SIZE {
+            let len = common_prefix(&data[candidate..], &data[pos..]).min(MATCH_MAX);
+            if len >= REPEAT_MIN {
+                covered += len;
+                pos += len;
+                continue;
+            }
+        }
+        pos += 1;
+    }
+    covered
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Raw deflate of `block` by a fresh zlib-rs state (nothing left from an earlier block — which differs with the
@@ -347,4 +383,47 @@ fn deflate_error(error: CompressError) -> io::Error {
 
 fn worker_stopped() -> io::Error {
     io::Error::other("a gzip compression worker thread stopped unexpectedly (this is a bug in cvmforge)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, mut state: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repeated_bytes_finds_a_copy_within_the_window_and_from_the_dictionary() {
+        let mut data = noise(BLOCK_SIZE, 1);
+        assert!(repeated_bytes(&data, 0) < 64, "noise has (almost) no 8-byte repeats");
+        // Copy 1000 bytes from 20 000 bytes earlier: inside the window.
+        data.copy_within(50_000..51_000, 70_000);
+        let found = repeated_bytes(&data, 0);
+        assert!((950..1100).contains(&found), "found {found}");
+        // The same copy with its source in the dictionary part still counts; one only before it does not.
+        assert!((950..1100).contains(&repeated_bytes(&data, 60_000)));
+        assert!(repeated_bytes(&data, 71_000) < 64);
+    }
+
+    #[test]
+    fn repeated_bytes_ignores_copies_beyond_the_window() {
+        let mut data = noise(BLOCK_SIZE, 2);
+        data.copy_within(0..1000, 40_000); // 40 000 > 32 KiB back
+        assert!(repeated_bytes(&data, 0) < 64);
+    }
+
+    #[test]
+    fn looks_incompressible_only_for_flat_histograms_without_repeats() {
+        let data = noise(BLOCK_SIZE + DICTIONARY_SIZE, 3);
+        assert!(looks_incompressible(&data, DICTIONARY_SIZE));
+        let text: Vec<u8> = data.iter().map(|b| b"etaoin shrdlu\n"[usize::from(b % 14)]).collect();
+        assert!(!looks_incompressible(&text, DICTIONARY_SIZE));
+        assert!(!looks_incompressible(&data[..DICTIONARY_SIZE + CHECK_MIN_LEN - 1], DICTIONARY_SIZE));
+    }
 }
