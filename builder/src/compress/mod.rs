@@ -113,7 +113,7 @@ fn gzip_parameters() -> [(&'static str, String); 10] {
         (
             "stored_blocks",
             "when deflate is larger, or when 256*sum(count^2) <= 1.035*len^2 and fewer than len/64 bytes lie in \
-             repeats of >= 8 bytes found by one probe of a 2^16-entry hash of 8-byte words (blocks >= 4096 bytes)"
+             repeats of >= 8 bytes found by one probe of a 2^14-entry hash of 8-byte words (blocks >= 4096 bytes)"
                 .to_string(),
         ),
         ("window_bits", "15".to_string()),
