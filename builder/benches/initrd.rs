@@ -2,7 +2,7 @@
 //!
 //! Run with `scripts/bench-initrd.sh` (or `cargo bench -p cvmforge --bench initrd`); see `benches/README.md`.
 //! Environment: `SIZE_MIB` (payload size, default 1024, half random and half text-like), `BENCH_DIR` (default
-//! `build/bench-initrd` in the workspace). The payload is generated from a fixed seed and reused when present.
+//! `build/bench-initrd` in the workspace), `BENCH_ONLY` (comma-separated words: only the runs whose name contains one). The payload is generated from a fixed seed and reused when present.
 //!
 //! `initrd pack <dir> <out> <gzip|zstd|none> <threads>` is the cvmforge pipeline on its own (the orchestrator runs
 //! it under `/usr/bin/time -v`).
@@ -101,8 +101,11 @@ fn orchestrate() -> Result<()> {
     ];
     println!("payload: {} ({size_mib} MiB: half random, half text-like), {threads} CPUs", payload.display());
     println!("load average before: {}", load_average());
+    // BENCH_ONLY=pigz,gzip-6 keeps the runs whose name contains one of the words (for re-running a comparison).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|word| name.contains(word));
     let mut results = Vec::new();
-    for (name, command, file) in runs {
+    for (name, command, file) in runs.into_iter().filter(|(name, _, _)| wanted(name)) {
         eprintln!("running: {name}");
         let mut m = time_v(&command)?;
         m.name = name;
