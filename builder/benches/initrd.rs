@@ -2,7 +2,8 @@
 //!
 //! Run with `scripts/bench-initrd.sh` (or `cargo bench -p cvmforge --bench initrd`); see `benches/README.md`.
 //! Environment: `SIZE_MIB` (payload size, default 1024, half random and half text-like), `BENCH_DIR` (default
-//! `build/bench-initrd` in the workspace), `BENCH_ONLY` (comma-separated words: only the runs whose name contains one). The payload is generated from a fixed seed and reused when present.
+//! `build/bench-initrd` in the workspace), `BENCH_ONLY` (comma-separated words: only the runs whose name contains
+//! one). The payload is generated from a fixed seed and reused when present.
 //!
 //! `initrd pack <dir> <out> <gzip|zstd|none> <threads>` is the cvmforge pipeline on its own (the orchestrator runs
 //! it under `/usr/bin/time -v`).
