@@ -162,6 +162,9 @@ pub fn encoder<W: Write + Send + 'static>(compression: &Compression, threads: us
     Ok(Encoder { inner })
 }
 
+/// Most zstd workers used, whatever `threads` asks for (bounded memory; the output is the same for any count >= 1).
+pub const ZSTD_MAX_WORKERS: usize = 3;
+
 fn zstd_encoder<W: Write>(level: i32, threads: usize, out: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
     if !(1..=19).contains(&level) {
         return Err(io::Error::new(
@@ -172,7 +175,9 @@ fn zstd_encoder<W: Write>(level: i32, threads: usize, out: W) -> io::Result<zstd
     let mut enc = zstd::stream::write::Encoder::new(out, level)?;
     // Multi-threaded zstd output is identical for every worker count >= 1, but differs from 0 workers
     // (docs/specs/reproducibility.md), so there is always at least one worker.
-    let workers = u32::try_from(threads.clamp(1, gzip::MAX_THREADS)).unwrap_or(1);
+    // Each worker holds about 15 MiB at level 9 with 2 MiB jobs: capping the workers keeps peak RSS under the
+    // 64 MiB budget on any machine, and cannot change the bytes.
+    let workers = u32::try_from(threads.clamp(1, ZSTD_MAX_WORKERS)).unwrap_or(1);
     enc.multithread(workers)?;
     enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     enc.include_checksum(true)?;
