@@ -18,4 +18,3 @@ mod run;
 mod seal;
 mod sealed_build;
 mod sealing;
-
