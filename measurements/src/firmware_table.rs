@@ -3,7 +3,7 @@
 //! Spec: `docs/specs/snp-launch-digest.md`, "Firmware (OVMF) parsing", and `docs/specs/tdx-measurement.md`, "MRTD".
 //!
 //! The table sits just below the last 32 bytes of the image. Its footer is an entry whose GUID is
-//! [`OVMF_TABLE_FOOTER`](crate::guid::OVMF_TABLE_FOOTER) and whose size covers the whole table. Entries are read
+//! [`crate::guid::OVMF_TABLE_FOOTER`] and whose size covers the whole table. Entries are read
 //! backwards from the footer; each is `[data][u16 size][GUID]`, where `size` includes the 18-byte trailer.
 
 use crate::guid::{Guid, GUID_LEN, OVMF_TABLE_FOOTER};

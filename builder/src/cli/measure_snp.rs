@@ -89,7 +89,7 @@ pub struct Opts {
     /// Precalculated hash of the OVMF binary (hex string).
     #[arg(long, value_name = "HASH")]
     pub snp_ovmf_hash: Option<String>,
-    /// Write measured VMSAs to vmsa<N>.bin (seves, snp, and snp:svsm modes only).
+    /// Write measured VMSAs to `vmsa<N>.bin` (seves, snp, and snp:svsm modes only).
     #[arg(long)]
     pub dump_vmsa: bool,
     /// SVSM binary (snp:svsm mode).
