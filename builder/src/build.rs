@@ -57,6 +57,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// Compressor threads (>= 1); does not change the output bytes.
     pub jobs: usize,
+    /// Fail on any unwaived sealing-policy violation (`--strict`, or `sealing.strict` in the recipe).
+    pub strict: bool,
 }
 
 /// A stage of the build, for progress reporting.
@@ -119,6 +121,8 @@ pub struct BuildReport {
     pub measurements: Measurements,
     /// The lock file.
     pub lock: LockSummary,
+    /// Sealing warnings: unwaived violations (outside strict mode), unused waivers.
+    pub warnings: Vec<String>,
 }
 
 /// The initrd part of a [`BuildReport`].
@@ -150,6 +154,9 @@ pub enum BuildError {
     /// The recipe could not be loaded.
     #[error(transparent)]
     Recipe(#[from] RecipeError),
+    /// The image cannot start or is not sealed (strict mode).
+    #[error(transparent)]
+    Sealing(#[from] crate::sealing::SealError),
     /// The recipe file's name (relative to its tree) is not UTF-8, so the manifest cannot record it.
     #[error("recipe path `{}` is not UTF-8; the manifest records it as text", path.display())]
     RecipePathNotUtf8 {
@@ -319,6 +326,7 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
         kernel: manifest.kernel,
         measurements: manifest.measurements,
         lock: LockSummary { path: checked.lock_path.display().to_string(), status },
+        warnings: checked.sealed.warnings.clone(),
     })
 }
 
@@ -333,6 +341,8 @@ struct Checked {
     lock_path: PathBuf,
     lock: Lock,
     bzimage: BzImage,
+    /// The sealing checks' outcome (policy report, staged kernel modules).
+    sealed: crate::sealing::SealOutcome,
 }
 
 /// The outcome of [`write_outputs`].
@@ -346,7 +356,7 @@ struct Written {
 /// kernel.
 fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, BuildError> {
     let loaded = Recipe::load(&options.recipe)?;
-    let layout = Layout::from_recipe(&loaded.recipe).map_err(|problem| invalid(&loaded, problem))?;
+    let mut layout = Layout::from_recipe(&loaded.recipe).map_err(|problem| invalid(&loaded, problem))?;
     let compression = loaded.recipe.compression().map_err(|problem| invalid(&loaded, problem))?;
     let existing = output::check_target(&options.output, options.force)?;
     let root = inputs::tree_root(&loaded)?;
@@ -369,7 +379,9 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
         output::check_not_inside(&options.output, read)?;
     }
     let bzimage = check_kernel(find(&inputs, "kernel")?)?;
-    Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage })
+    let sealed = seal(&loaded, &root, &layout, &inputs, options.strict)?;
+    layout.add_modules(&sealed.module_files).map_err(|problem| invalid(&loaded, problem))?;
+    Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage, sealed })
 }
 
 /// Writes every output into the staging directory `dir`.
@@ -382,7 +394,8 @@ fn write_outputs(c: &Checked, dir: &Path, jobs: usize, progress: &dyn Progress) 
         .map(|f| find(&c.inputs, &format!("file:{}", f.dst)))
         .collect::<Result<Vec<_>, _>>()?;
     let init = find(&c.inputs, "init")?;
-    let job = initrd::InitrdJob { recipe, layout: &c.layout, init, files, compression: c.compression, jobs };
+    let modules = &c.sealed.module_files;
+    let job = initrd::InitrdJob { recipe, layout: &c.layout, init, files, compression: c.compression, jobs, modules };
     let initrd = initrd::write(&job, &dir.join(INITRD_FILE), progress)?;
     let mut names = copy_inputs(&c.inputs, dir, progress)?;
     write_file(&dir.join(CMDLINE_FILE), recipe.kernel.cmdline.as_bytes())?;
@@ -410,7 +423,7 @@ fn write_outputs(c: &Checked, dir: &Path, jobs: usize, progress: &dyn Progress) 
             cmdline: recipe.kernel.cmdline.clone(),
         },
         measurements: Measurements::default(),
-        sealing: Default::default(),
+        sealing: c.sealed.manifest_sealing(),
     };
     write_file(&dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
     names.push(MANIFEST_FILE.to_string());
@@ -439,6 +452,70 @@ fn copy_inputs(inputs: &[inputs::Input], dir: &Path, progress: &dyn Progress) ->
     }
     progress.end();
     Ok(copies.into_iter().map(|(_, n)| n).collect())
+}
+
+/// Runs the sealing checks over the recipe's layout and stages its kernel modules.
+fn seal(
+    loaded: &LoadedRecipe,
+    root: &Path,
+    layout: &Layout,
+    inputs: &[inputs::Input],
+    strict: bool,
+) -> Result<crate::sealing::SealOutcome, BuildError> {
+    use crate::recipe::dest::{FileSource, Kind};
+    use crate::sealing::{Content, ModuleTree, SealEntry, SealEntryKind, SealInputs};
+    use sha2::Digest;
+    let recipe = &loaded.recipe;
+    let kernel_input = find(inputs, "kernel")?;
+    let kernel = std::fs::read(&kernel_input.resolved).map_err(|source| inputs::input_io(kernel_input, source))?;
+    // The checks must see the kernel that was hashed (and will be copied).
+    if <[u8; 32]>::from(sha2::Sha256::digest(&kernel)) != kernel_input.sha256 {
+        let (role, path) = (kernel_input.role.clone(), kernel_input.path.clone());
+        return Err(BuildError::InputChanged { role, path });
+    }
+    let init = find(inputs, "init")?;
+    let mut entries = Vec::with_capacity(layout.entries.len());
+    for (dest, entry) in &layout.entries {
+        let kind = match &entry.kind {
+            Kind::Directory { .. } => SealEntryKind::Dir,
+            Kind::CharDevice { .. } => SealEntryKind::Other,
+            Kind::Symlink { target } => SealEntryKind::Symlink { target: target.clone() },
+            Kind::File { source: FileSource::InitConfig, .. } => {
+                SealEntryKind::File(Content::Bytes(recipe.init_config()))
+            }
+            Kind::File { source: FileSource::Init, .. } => SealEntryKind::File(Content::Path(init.resolved.clone())),
+            Kind::File { source: FileSource::Payload(i), .. } => {
+                let f = recipe.initrd.files.get(*i).ok_or(BuildError::Internal { what: "payload index" })?;
+                let input = find(inputs, &format!("file:{}", f.dst))?;
+                SealEntryKind::File(Content::Path(input.resolved.clone()))
+            }
+            Kind::File { source: FileSource::Module(_), .. } => continue,
+        };
+        entries.push(SealEntry { dest: dest.clone(), kind });
+    }
+    let config = match &recipe.kernel.config {
+        Some(_) => Some(find(inputs, "kernel-config")?.resolved.clone()),
+        None => None,
+    };
+    let tree = match &recipe.kernel.modules {
+        Some(m) => Some(inputs::resolve_dir(loaded, root, "kernel.modules.tree", &m.tree)?),
+        None => None,
+    };
+    let command = recipe.initrd.command.first().map(String::as_str).unwrap_or_default();
+    Ok(crate::sealing::check(&SealInputs {
+        kernel: &kernel,
+        kernel_config: config.as_deref(),
+        cmdline: &recipe.kernel.cmdline,
+        entries: &entries,
+        init: &init.resolved,
+        command,
+        modules: tree
+            .as_deref()
+            .zip(recipe.kernel.modules.as_ref())
+            .map(|(tree, m)| ModuleTree { tree, load: &m.load }),
+        sealing: &recipe.sealing,
+        strict,
+    })?)
 }
 
 fn invalid(loaded: &LoadedRecipe, problem: Problem) -> BuildError {
@@ -566,8 +643,8 @@ mod tests {
         kernel[0x202..0x206].copy_from_slice(b"HdrS");
         kernel[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
         std::fs::write(dir.path().join("vmlinuz"), kernel).unwrap();
-        std::fs::write(dir.path().join("init"), b"init").unwrap();
-        std::fs::write(dir.path().join("app"), b"app").unwrap();
+        std::fs::write(dir.path().join("init"), crate::elf::testing::executable(None)).unwrap();
+        std::fs::write(dir.path().join("app"), crate::elf::testing::executable(None)).unwrap();
         let recipe = "name: t\nversion: '1'\nsource_date_epoch: 0\nkernel: {path: vmlinuz}\n\
             initrd: {init: init, command: [/app], user: 1000, files: [{src: app, dst: /app}]}\n";
         std::fs::write(dir.path().join("t.yaml"), recipe).unwrap();
@@ -575,7 +652,14 @@ mod tests {
     }
 
     fn options(dir: &Path) -> BuildOptions {
-        BuildOptions { recipe: dir.join("t.yaml"), output: dir.join("out"), locked: false, force: false, jobs: 2 }
+        BuildOptions {
+            recipe: dir.join("t.yaml"),
+            output: dir.join("out"),
+            locked: false,
+            force: false,
+            jobs: 2,
+            strict: false,
+        }
     }
 
     #[test]

@@ -630,6 +630,29 @@ pub fn match_file_name<'t>(path: &str, table: &'t [Signature]) -> Option<&'t Sig
     table.iter().find(|s| s.file_names.contains(&base))
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/elf.rs`): runs every ELF parser and check on arbitrary bytes. Parsing
+/// must never panic, and a file's [`ElfInfo`] must not change when it is read through [`scan_content`]'s chunked
+/// reader rather than from memory (the scan's file kind agrees with the parse).
+pub fn fuzz_parse(data: &[u8]) {
+    let info = ElfInfo::parse(data);
+    if let Ok(info) = &info {
+        let present: BTreeSet<String> = ["/lib64/ld-linux-x86-64.so.2".to_string()].into();
+        let _ = require_interpreter("/fuzz", info, &present);
+        let _ = require_static_init("/init", info);
+    }
+    if let Ok(list) = sections(data) {
+        for s in &list {
+            let _ = section_bytes(data, &s.name);
+        }
+    }
+    let _ = section_bytes(data, ".modinfo");
+    let _ = match_file_name(&String::from_utf8_lossy(data), SIGNATURES);
+    if let Ok(scan) = scan_content(data, SIGNATURES) {
+        // Whatever parses as ELF starts with the ELF magic, so the scanner must classify it as ELF.
+        assert!(info.is_err() || scan.kind == FileKind::Elf, "parsed as ELF but scanned as {:?}", scan.kind);
+    }
+}
+
 /// Builders of small synthetic ELF files, for doctests and tests in this crate and its integration tests.
 #[doc(hidden)]
 pub mod testing {
@@ -861,6 +884,18 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn fuzz_entry_point_holds(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), elf in proptest::prelude::any::<bool>()) {
+            let mut bytes = bytes;
+            if elf {
+                let mut prefixed = executable(Some("/lib64/ld-linux-x86-64.so.2"));
+                prefixed.truncate(64);
+                prefixed.extend_from_slice(&bytes);
+                bytes = prefixed;
+            }
+            fuzz_parse(&bytes);
+        }
+
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let _ = ElfInfo::parse(&bytes);

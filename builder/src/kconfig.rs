@@ -132,6 +132,11 @@ impl KernelConfig {
 
     /// Extracts and parses the IKCONFIG configuration embedded in a bzImage.
     pub fn from_bzimage(bzimage: &[u8]) -> Result<KernelConfig, KconfigError> {
+        Ok(Self::from_bzimage_with_text(bzimage)?.0)
+    }
+
+    /// Like [`KernelConfig::from_bzimage`], also returning the extracted `.config` text (for its digest).
+    pub fn from_bzimage_with_text(bzimage: &[u8]) -> Result<(KernelConfig, Vec<u8>), KconfigError> {
         let payload = setup::payload(bzimage)?;
         let vmlinux = setup::decompress(payload, "kernel payload", setup::MAX_KERNEL_SIZE)?;
         let start = memchr::memmem::find(&vmlinux, IKCFG_START).ok_or(KconfigError::NoIkconfig)?;
@@ -140,7 +145,7 @@ impl KernelConfig {
         let len = memchr::memmem::find(tail, IKCFG_END).ok_or(KconfigError::UnterminatedIkconfig { offset: start })?;
         let blob = tail.get(..len).unwrap_or_default();
         let text = setup::read_bounded(flate2::read::GzDecoder::new(blob), "IKCONFIG", "gzip", MAX_CONFIG_SIZE)?;
-        Self::parse_bytes(&text)
+        Ok((Self::parse_bytes(&text)?, text))
     }
 
     /// The value of `name`, if the configuration mentions it.
@@ -157,6 +162,32 @@ impl KernelConfig {
     pub fn is_builtin(&self, name: &str) -> bool {
         matches!(self.get(name), Some(Value::Yes))
     }
+
+    /// Renders the configuration as `.config` text, one line per option in name order (`n` as
+    /// `# CONFIG_X is not set`, strings quoted with `\"` and `\\` escaped, as `scripts/kconfig/confdata.c` writes).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.options {
+            let line = match value {
+                Value::No => format!("# {name} is not set"),
+                Value::Str(s) => format!("{name}=\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+                other => format!("{name}={other}"),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Fuzzing entry point (`fuzz/fuzz_targets/kconfig.rs`): parses arbitrary bytes as `.config` text and as a bzImage
+/// with IKCONFIG; whatever parses must survive a [`KernelConfig::to_text`] round trip unchanged.
+pub fn fuzz_parse(data: &[u8]) {
+    if let Ok(config) = KernelConfig::parse_bytes(data) {
+        let reparsed = KernelConfig::parse(&config.to_text());
+        assert!(matches!(&reparsed, Ok(c) if *c == config), "round trip changed {config:?} into {reparsed:?}");
+    }
+    let _ = KernelConfig::from_bzimage(data);
 }
 
 fn valid_name(name: &str) -> bool {
@@ -313,5 +344,35 @@ mod tests {
         let big = gzip(&vec![0u8; 1 << 20]);
         let err = setup::decompress(&big, "kernel", 1000).unwrap_err();
         assert!(matches!(err, SetupError::TooLarge { limit: 1000, .. }), "{err}");
+    }
+
+    #[test]
+    fn to_text_round_trips_every_value_kind() {
+        let c = KernelConfig::parse(SAMPLE).unwrap();
+        let text = c.to_text();
+        assert!(text.contains("CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14) \\\"12\\\"\"\n"), "{text}");
+        assert!(text.contains("# CONFIG_X is not set\n"), "{text}");
+        assert_eq!(KernelConfig::parse(&text).unwrap(), c);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+            let _ = KernelConfig::parse(&text);
+            fuzz_parse(text.as_bytes());
+        }
+
+        #[test]
+        fn valid_lines_parse_and_round_trip(lines in proptest::collection::vec(
+            "# CONFIG_[A-Z0-9_]{1,6} is not set|CONFIG_[A-Z0-9_]{1,6}=(y|m|n|[0-9a-fx]{1,4}|\"([a-z #=]|\\\\[\\\\\"]){0,8}\")", 0..12)) {
+            let text = lines.join("\n");
+            proptest::prop_assert!(KernelConfig::parse(&text).is_ok(), "{}", text);
+            fuzz_parse(text.as_bytes());
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            fuzz_parse(&bytes);
+        }
     }
 }

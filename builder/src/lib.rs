@@ -20,5 +20,6 @@ pub mod modules;
 pub mod policy;
 pub mod qemu;
 pub mod recipe;
+pub mod sealing;
 pub mod tar;
 pub mod verify;

@@ -89,7 +89,7 @@ pub enum ModuleError {
         what: &'static str,
     },
     /// A module file is not a valid x86-64 ELF object.
-    #[error("kernel module `{path}` is not a valid ELF object: {source}")]
+    #[error("kernel module `{path}` is not a valid ELF object")]
     Elf {
         /// The module file.
         path: PathBuf,
@@ -97,7 +97,7 @@ pub enum ModuleError {
         source: ElfError,
     },
     /// A compressed module does not decompress.
-    #[error("cannot decompress kernel module `{path}`: {source}")]
+    #[error("cannot decompress kernel module `{path}`")]
     Decompress {
         /// The module file.
         path: PathBuf,
@@ -105,7 +105,7 @@ pub enum ModuleError {
         source: SetupError,
     },
     /// A file could not be read.
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -137,7 +137,7 @@ pub enum ModuleError {
         name: String,
     },
     /// The kernel release could not be read from the bzImage.
-    #[error("cannot read the kernel release from the bzImage: {0}")]
+    #[error("cannot read the kernel release from the bzImage")]
     Release(#[from] SetupError),
 }
 

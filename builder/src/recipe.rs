@@ -122,6 +122,9 @@ pub struct Recipe {
     /// VM shapes to measure.
     #[serde(default)]
     pub measure: MeasureSpec,
+    /// Sealing-policy strictness and waivers (`crate::sealing`).
+    #[serde(default)]
+    pub sealing: crate::sealing::SealingSpec,
 }
 
 /// `kernel:`.
@@ -133,6 +136,12 @@ pub struct KernelSpec {
     /// The kernel command line.
     #[serde(default)]
     pub cmdline: String,
+    /// Kernel modules to place in the initrd and load at boot.
+    #[serde(default)]
+    pub modules: Option<crate::sealing::ModulesSpec>,
+    /// The kernel's config file, for the sealing policy (else IKCONFIG, else reported as unavailable).
+    #[serde(default)]
+    pub config: Option<String>,
 }
 
 /// Initrd compression as written in the recipe.
@@ -565,11 +574,16 @@ impl Recipe {
     /// The exact bytes of `/etc/cvmforge/init.json` (read by `guest-init/src/config.rs`): compact, sorted-key JSON
     /// plus a newline. `modules` stays empty until the build selects kernel modules.
     pub fn init_config(&self) -> Vec<u8> {
+        self.init_config_with_modules(&[])
+    }
+
+    /// `/etc/cvmforge/init.json` with the kernel modules to load, in load order.
+    pub fn init_config_with_modules(&self, modules: &[String]) -> Vec<u8> {
         let value = serde_json::json!({
             "command": self.initrd.command,
             "env": self.initrd.env,
             "gid": self.gid(),
-            "modules": [],
+            "modules": modules,
             "schema": "cvmforge-init/v1",
             "uid": self.initrd.user,
         });
@@ -588,6 +602,12 @@ impl Recipe {
     fn input_fields(&self) -> Vec<(String, &str)> {
         let mut fields = vec![("kernel.path".to_string(), self.kernel.path.as_str())];
         fields.push(("initrd.init".to_string(), self.initrd.init.as_str()));
+        if let Some(p) = &self.kernel.config {
+            fields.push(("kernel.config".to_string(), p.as_str()));
+        }
+        if let Some(m) = &self.kernel.modules {
+            fields.push(("kernel.modules.tree".to_string(), m.tree.as_str()));
+        }
         for (i, f) in self.initrd.files.iter().enumerate() {
             fields.push((format!("initrd.files[{i}].src"), f.src.as_str()));
         }

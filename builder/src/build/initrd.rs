@@ -36,6 +36,8 @@ pub(crate) struct InitrdJob<'a> {
     pub(crate) files: Vec<&'a Input>,
     pub(crate) compression: Compression,
     pub(crate) jobs: usize,
+    /// Kernel modules staged by `sealing::check` (`FileSource::Module(i)`), in load order.
+    pub(crate) modules: &'a [crate::sealing::ModuleFile],
 }
 
 /// Writes the compressed initrd to `path`.
@@ -46,7 +48,8 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
     let mut cpio = CpioWriter::new(HashWriter::new(encoder), job.recipe.source_date_epoch);
     let total = job.files.iter().map(|i| i.size).sum::<u64>() + job.init.size;
     progress.begin(Step::Initrd, total);
-    let config = job.recipe.init_config();
+    let module_dests: Vec<String> = job.modules.iter().map(|m| m.dest.clone()).collect();
+    let config = job.recipe.init_config_with_modules(&module_dests);
     let mut entries = Vec::with_capacity(job.layout.entries.len());
     for (name, entry) in &job.layout.entries {
         let record = match &entry.kind {
@@ -74,6 +77,11 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
                     FileSource::InitConfig => {
                         let size = config.len() as u64;
                         (size, cpio.add_file(name, *mode, size, &mut config.as_slice())?)
+                    }
+                    FileSource::Module(i) => {
+                        let m = job.modules.get(*i).ok_or(BuildError::Internal { what: "module index" })?;
+                        let size = m.bytes.len() as u64;
+                        (size, cpio.add_file(name, *mode, size, &mut m.bytes.as_slice())?)
                     }
                     FileSource::Init => (job.init.size, add_input(&mut cpio, name, *mode, job.init, progress)?),
                     FileSource::Payload(i) => {

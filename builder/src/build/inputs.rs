@@ -50,6 +50,9 @@ impl Input {
 pub(crate) fn roles(loaded: &LoadedRecipe) -> Vec<(String, String)> {
     let r = &loaded.recipe;
     let mut roles = vec![("kernel".to_string(), r.kernel.path.clone()), ("init".to_string(), r.initrd.init.clone())];
+    if let Some(p) = &r.kernel.config {
+        roles.push(("kernel-config".to_string(), p.clone()));
+    }
     for f in &r.initrd.files {
         roles.push((format!("file:{}", f.dst), f.src.clone()));
     }
@@ -109,6 +112,26 @@ pub(crate) fn open(input: &Input) -> Result<File, BuildError> {
 
 pub(crate) fn input_io(input: &Input, source: std::io::Error) -> BuildError {
     BuildError::InputIo { role: input.role.clone(), path: input.path.clone(), source }
+}
+
+/// Resolves a directory the recipe names (the kernel module tree): relative to the recipe, inside its tree unless
+/// `follow_symlinks`.
+pub(crate) fn resolve_dir(loaded: &LoadedRecipe, root: &Path, field: &str, path: &str) -> Result<PathBuf, BuildError> {
+    let joined = loaded.dir.join(path);
+    let io = |source| BuildError::InputIo { role: field.to_string(), path: path.to_string(), source };
+    let canonical = joined.canonicalize().map_err(io)?;
+    if !canonical.is_dir() {
+        return Err(io(std::io::Error::other("not a directory")));
+    }
+    if !loaded.recipe.follow_symlinks && !canonical.starts_with(root) {
+        return Err(BuildError::InputOutsideTree {
+            role: field.to_string(),
+            path: path.to_string(),
+            resolved: canonical,
+            root: root.to_path_buf(),
+        });
+    }
+    Ok(canonical)
 }
 
 fn resolve(loaded: &LoadedRecipe, root: &Path, role: &str, path: &str) -> Result<PathBuf, BuildError> {

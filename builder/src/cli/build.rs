@@ -32,6 +32,9 @@ pub struct Args {
     /// Compression threads [default: the number of CPUs]; the output bytes do not depend on it.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
+    /// Fail the build on any sealing-policy violation that the recipe does not waive (also `sealing.strict`).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Runs the build and prints the summary (or the [`BuildReport`] as JSON).
@@ -44,8 +47,14 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         Some(n) => usize::try_from(n)?,
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
-    let options =
-        BuildOptions { recipe: args.recipe.clone(), output: args.output, locked: args.locked, force: args.force, jobs };
+    let options = BuildOptions {
+        recipe: args.recipe.clone(),
+        output: args.output,
+        locked: args.locked,
+        force: args.force,
+        jobs,
+        strict: args.strict,
+    };
     let result = if ui.progress {
         let bar = Bar::new();
         let result = build::build_with_progress(&options, &bar);
@@ -55,6 +64,10 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         build::build(&options)
     };
     let report = result.map_err(|err| with_hint(err, &options))?;
+    // With --json the warnings are in the report; stderr stays empty.
+    for warning in report.warnings.iter().filter(|_| !ui.json) {
+        eprintln!("warning: {warning}");
+    }
     if ui.json {
         super::print_json(&report)?;
     } else {

@@ -59,7 +59,7 @@ pub enum SetupError {
         format: String,
     },
     /// Decompression failed.
-    #[error("cannot decompress the {format} {what}: {source}")]
+    #[error("cannot decompress the {format} {what}")]
     Decompress {
         /// What was being decompressed.
         what: &'static str,

@@ -95,6 +95,43 @@ pub fn parse(cmdline: &str) -> Cmdline {
     out
 }
 
+/// Renders parameters and init arguments back into a command line, quoting values that contain whitespace.
+/// Returns `None` when a name or value cannot be written so that [`parse`] gives it back (a quote in it, an empty
+/// name, whitespace in a name).
+fn render(cmdline: &Cmdline) -> Option<String> {
+    let mut words = Vec::new();
+    for p in &cmdline.params {
+        let bad_name = p.name.is_empty() || p.name.contains(|c| c == '"' || is_space(c)) || p.name == "--";
+        if bad_name || p.value.as_deref().is_some_and(|v| v.contains('"')) {
+            return None;
+        }
+        words.push(match &p.value {
+            None => p.name.clone(),
+            Some(v) if v.contains(is_space) => format!("{}=\"{v}\"", p.name),
+            Some(v) => format!("{}={v}", p.name),
+        });
+    }
+    if !cmdline.init_args.is_empty() {
+        words.push("--".into());
+        words.extend(cmdline.init_args.iter().cloned());
+    }
+    Some(words.join(" "))
+}
+
+/// Fuzzing entry point (`fuzz/fuzz_targets/cmdline.rs`): tokenizes arbitrary bytes (as lossy UTF-8), runs every
+/// rule, and checks that a command line rendered from the tokens tokenizes to the same tokens.
+pub fn fuzz_parse(data: &[u8]) {
+    let parsed = parse(&String::from_utf8_lossy(data));
+    for p in &parsed.params {
+        let _ = judge(p);
+    }
+    let _ = panic_problem(&parsed.params);
+    if let Some(line) = render(&parsed) {
+        let again = parse(&line);
+        assert_eq!(again, parsed, "`{line}` tokenizes differently from the tokens it was rendered from");
+    }
+}
+
 /// How a rule judges a parameter's value.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rule {
@@ -254,6 +291,16 @@ mod tests {
         }
 
         #[test]
+        fn rendered_tokens_tokenize_the_same(text in "([a-z_=\" \t-]|--){0,60}") {
+            fuzz_parse(text.as_bytes());
+        }
+
+        #[test]
+        fn fuzz_entry_point_holds_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            fuzz_parse(&bytes);
+        }
+
+        #[test]
         fn never_panics_on_arbitrary_text(text in ".{0,80}") {
             let parsed = parse(&text);
             for p in &parsed.params {
@@ -261,6 +308,14 @@ mod tests {
             }
             let _ = panic_problem(&parsed.params);
         }
+    }
+
+    #[test]
+    fn renders_quoted_values_and_init_args() {
+        let parsed = parse("a=\"x y\" b c= -- single x");
+        assert_eq!(render(&parsed).unwrap(), "a=\"x y\" b c= -- single x");
+        assert_eq!(render(&parse("a\"b")), None);
+        fuzz_parse(b"a=\"x y\" b c= -- single x");
     }
 
     #[test]

@@ -277,7 +277,10 @@ fn summary_and_json_report_name_outputs_and_digests() {
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["schema_version"], 1);
     let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["initrd", "kernel", "lock", "measurements", "output_dir", "outputs", "recipe", "schema_version"]);
+    assert_eq!(
+        keys,
+        ["initrd", "kernel", "lock", "measurements", "output_dir", "outputs", "recipe", "schema_version", "warnings"]
+    );
     assert_eq!(report["lock"]["status"], "unchanged", "the first build wrote it, the second found the same bytes");
     assert_eq!(report["initrd"]["entries"], 13);
     let outputs = report["outputs"].as_array().unwrap();
@@ -310,8 +313,8 @@ fn the_documented_example_recipe_builds() {
     let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../recipes/example.yaml")).unwrap();
     tree.write("recipes/example.yaml", &example);
     tree.write("build/example/vmlinuz", &fake_kernel(0x020f, 100));
-    tree.write("build/example/guest-init", b"init");
-    tree.write("build/example/summarize-server", b"server");
+    tree.write("build/example/guest-init", &cvmforge::elf::testing::executable(None));
+    tree.write("build/example/summarize-server", &cvmforge::elf::testing::executable(None));
     tree.write("build/example/model.txt", b"model");
     tree.write("build/example/OVMF.amdsev.fd", b"snp firmware");
     tree.write("build/example/OVMF.inteltdx.ms.fd", b"tdx firmware");

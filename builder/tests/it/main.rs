@@ -9,6 +9,11 @@ mod util;
 mod bad_input;
 mod build;
 mod id_block;
+mod inspect;
+mod measure_snp;
 mod reproducible;
 mod run;
 mod seal;
+mod sealed_build;
+mod sealing;
+

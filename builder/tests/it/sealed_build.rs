@@ -1,0 +1,102 @@
+//! `cvmforge build` with the sealing step wired in: kernel modules staged into the initrd and listed in init.json,
+//! the policy report in the manifest, and strict mode failing with every violation and its fix.
+
+use std::io::Write;
+
+use crate::util::{gunzip, parse_newc, unzstd, Tree, STANDARD_RECIPE};
+
+const RELEASE: &str = "6.1.0-test-amd64";
+const SEALED_CONFIG: &str = include_str!("../../../kernel-config/sealed-guest.config");
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A bzImage with a release string and `config` embedded as IKCONFIG.
+fn kernel(config: &str) -> Vec<u8> {
+    let mut vmlinux = b"kernel text IKCFG_ST".to_vec();
+    vmlinux.extend_from_slice(&gz(config.as_bytes()));
+    vmlinux.extend_from_slice(b"IKCFG_ED more kernel");
+    cvmforge::kconfig::setup::testing::bzimage(RELEASE, &gz(&vmlinux))
+}
+
+fn sev_guest_ko() -> Vec<u8> {
+    let vermagic = format!("vermagic={RELEASE} SMP preempt mod_unload modversions ");
+    cvmforge::elf::testing::kernel_module(&["license=GPL", "depends=", "name=sev_guest", &vermagic])
+}
+
+fn sealed_tree(extra_recipe: &str) -> Tree {
+    let tree = Tree::standard();
+    tree.write("src/inputs/vmlinuz", &kernel(&SEALED_CONFIG.replace("CONFIG_SEV_GUEST=y", "CONFIG_SEV_GUEST=m")));
+    tree.write(
+        &format!("src/kmod/lib/modules/{RELEASE}/kernel/drivers/virt/coco/sev-guest/sev-guest.ko"),
+        &sev_guest_ko(),
+    );
+    let recipe = STANDARD_RECIPE.replace(
+        "  cmdline: \"console=ttyS0 panic=-1\"\n",
+        "  cmdline: \"console=ttyS0 panic=-1\"\n  modules: {tree: kmod, load: [sev-guest]}\n",
+    );
+    tree.recipe(&format!("{recipe}{extra_recipe}"));
+    tree
+}
+
+fn archive(tree: &Tree) -> Vec<crate::util::CpioEntry> {
+    let bytes = tree.read("out/initrd.img");
+    parse_newc(&if bytes.starts_with(b"\x1f\x8b") { gunzip(&bytes) } else { unzstd(&bytes) })
+}
+
+#[test]
+fn strict_build_stages_modules_and_records_the_policy() {
+    let tree = sealed_tree("sealing: {strict: true}\n");
+    tree.build(&[]).ok();
+    let entries = archive(&tree);
+    let dest = format!("lib/modules/{RELEASE}/kernel/drivers/virt/coco/sev-guest/sev-guest.ko");
+    let module = entries.iter().find(|e| e.name == dest).unwrap();
+    assert_eq!((module.data.clone(), module.mode), (sev_guest_ko(), 0o100644));
+    let init_json = entries.iter().find(|e| e.name == "etc/cvmforge/init.json").unwrap();
+    let init: serde_json::Value = serde_json::from_slice(&init_json.data).unwrap();
+    assert_eq!(init["modules"], serde_json::json!([format!("/{dest}")]));
+
+    let m: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
+    assert_eq!(m["sealing"]["verdict"], "sealed", "{:#}", m["sealing"]);
+    assert_eq!(m["sealing"]["kernel_config"]["source"], "ikconfig");
+    assert_eq!(m["sealing"]["modules"]["modules"][0]["name"], "sev_guest");
+    assert_eq!(m["sealing"]["strict"], true);
+}
+
+#[test]
+fn rejects_unwaived_shell_in_strict_mode_with_the_fix() {
+    let tree = sealed_tree("");
+    let recipe = String::from_utf8(tree.read("src/recipe.yaml")).unwrap();
+    tree.recipe(&recipe.replace(
+        "  symlinks: [{path: /bin/server, target: /usr/bin/server}]",
+        "  symlinks: [{path: /bin/sh, target: /usr/bin/server}]",
+    ));
+    // Not strict: the build succeeds, warns, and records the violation.
+    let run = tree.build(&[]).ok();
+    assert!(
+        run.stderr.contains("warning: not sealed: `sh`: `/bin/sh` has the name of a forbidden program"),
+        "{}",
+        run.stderr
+    );
+    let m: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
+    assert_eq!(m["sealing"]["verdict"], "violations");
+    // Strict: the build fails and the error lists every violation with its fix.
+    tree.build(&["--strict", "--force"]).fails(
+        1,
+        &[
+            "the image is not sealed: 1 policy violation(s) and strict mode is on",
+            "fix: remove `/bin/sh` from the initrd, or add a waiver `{item: sh, reason: ...}` under sealing.waivers",
+        ],
+    );
+}
+
+#[test]
+fn rejects_dynamic_payload_naming_its_loader() {
+    let tree = sealed_tree("");
+    tree.write("src/inputs/server", &cvmforge::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
+    tree.build(&[])
+        .fails(1, &["`/usr/bin/server` is dynamically linked and needs the interpreter `/lib64/ld-linux-x86-64.so.2`"]);
+}
