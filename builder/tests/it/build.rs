@@ -279,7 +279,18 @@ fn summary_and_json_report_name_outputs_and_digests() {
     let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["initrd", "kernel", "lock", "measurements", "output_dir", "outputs", "recipe", "schema_version", "warnings"]
+        [
+            "initrd",
+            "kernel",
+            "lock",
+            "measurements",
+            "output_dir",
+            "outputs",
+            "recipe",
+            "schema_version",
+            "sealing",
+            "warnings"
+        ]
     );
     assert_eq!(report["lock"]["status"], "unchanged", "the first build wrote it, the second found the same bytes");
     assert_eq!(report["initrd"]["entries"], 13);

@@ -16,4 +16,3 @@ mod run;
 mod seal;
 mod sealed_build;
 mod sealing;
-
