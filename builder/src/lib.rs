@@ -22,4 +22,5 @@ pub mod qemu;
 pub mod recipe;
 pub mod sealing;
 pub mod tar;
+pub mod unpack;
 pub mod verify;

@@ -8,9 +8,11 @@ mod util;
 
 mod bad_input;
 mod build;
+mod diff;
 mod id_block;
 mod inspect;
 mod measure_snp;
+mod measure_tdx;
 mod reproducible;
 mod run;
 mod seal;

@@ -1,1 +1,0 @@
-//! diff (to be written).

@@ -1,0 +1,384 @@
+//! Explaining why two cvmforge builds differ, without diffoscope.
+//!
+//! [`diff_paths`] compares two bundles (`.cvm.tar`), two output directories (or one of each), two initrds, two
+//! manifests or two other files, and returns a [`Report`]: one [`Finding`] per difference, saying which archive
+//! entry or JSON field differs and how, down to the first differing byte, a unified diff of a text file, the gzip
+//! header field, or the input that a changed launch measurement depends on (see `docs/specs/reproducibility.md`,
+//! "Diagnosis").
+//!
+//! # JSON report (`cvmforge --json diff A B`)
+//!
+//! One object, keys sorted: `{"schema_version": 1, "identical": false, "findings": [{"kind": "changed",
+//! "path": "initrd.img:etc/motd", "field": "mode", "a": "0644", "b": "0600", "detail": []}]}`. `kind` is one of
+//! the kebab-case [`FindingKind`] names; `path` joins nested containers with `:` (`initrd.img:etc/motd`,
+//! `manifest.json:inputs[role=kernel].sha256`); `a`/`b` are the values in A and B (`null` for a side that lacks the
+//! item); `detail` holds the explanation lines (a unified diff, byte windows, the inputs of a measurement).
+//!
+//! ```
+//! use cvmforge::cpio::CpioWriter;
+//! use cvmforge::diff::{diff_bytes, FindingKind};
+//! use cvmforge::unpack::Limits;
+//! let archive = |mode| {
+//!     let mut w = CpioWriter::new(Vec::new(), 0);
+//!     w.add_file("init", mode, 0, &mut &b""[..]).unwrap();
+//!     w.finish().unwrap()
+//! };
+//! let report = diff_bytes(&archive(0o755), &archive(0o700), &Limits::default()).unwrap();
+//! assert_eq!(report.findings[0].kind, FindingKind::Changed);
+//! assert_eq!(report.findings[0].headline(), "init: mode differs: 0755 vs 0700");
+//! ```
+
+mod archive;
+pub mod fuzzing;
+mod json;
+mod kernel;
+mod text;
+
+pub use json::{Feed, FEEDS};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::unpack::{read_bundle, sniff, Bundle, Container, Limits, UnpackError};
+
+/// File-name suffix of the publishing bundle in an output directory.
+const BUNDLE_SUFFIX: &str = ".cvm.tar";
+
+/// Version of the `--json` report layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What kind of difference a finding describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// Present only in B.
+    Added,
+    /// Present only in A.
+    Removed,
+    /// A metadata field or JSON value differs (`field` names it).
+    Changed,
+    /// File content differs; `detail` holds a unified diff or the first differing bytes.
+    Content,
+    /// The same entries in a different order.
+    Order,
+    /// Entries are the same except for their inode numbers.
+    Inodes,
+    /// The compression algorithm or a compression header field differs.
+    Compression,
+    /// The decompressed archive is identical; only the compressed bytes differ.
+    CompressionBytes,
+    /// Every entry is identical, but the archive bytes differ (padding, trailer, concatenation).
+    ArchiveBytes,
+    /// A launch measurement differs; `detail` explains which of its inputs changed.
+    Measurement,
+}
+
+/// One difference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What kind of difference.
+    pub kind: FindingKind,
+    /// Where: member, `member:entry` or `member:json.path` (nested containers are joined with `:`).
+    pub path: String,
+    /// Which field, when one is meant (`mode`, `gzip MTIME`, `sha256`).
+    pub field: Option<String>,
+    /// The value in A.
+    pub a: Option<String>,
+    /// The value in B.
+    pub b: Option<String>,
+    /// Further explanation, one line each (a unified diff, byte windows, the inputs of a measurement).
+    pub detail: Vec<String>,
+}
+
+impl Finding {
+    pub(crate) fn new(kind: FindingKind, path: &str) -> Self {
+        Finding { kind, path: path.to_string(), field: None, a: None, b: None, detail: Vec::new() }
+    }
+
+    pub(crate) fn changed(kind: FindingKind, path: &str, field: &str, a: String, b: String) -> Self {
+        Finding { field: Some(field.to_string()), a: Some(a), b: Some(b), ..Finding::new(kind, path) }
+    }
+
+    pub(crate) fn with_detail(mut self, detail: Vec<String>) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// The one-line human summary.
+    pub fn headline(&self) -> String {
+        let a = &clip(self.a.as_deref().unwrap_or("-"));
+        let b = &clip(self.b.as_deref().unwrap_or("-"));
+        let field = self.field.as_deref().unwrap_or("value");
+        match self.kind {
+            FindingKind::Added => format!("{}: only in B ({b})", self.path),
+            FindingKind::Removed => format!("{}: only in A ({a})", self.path),
+            FindingKind::Content => format!("{}: content differs (sha256 {} vs {})", self.path, short(a), short(b)),
+            FindingKind::CompressionBytes => format!("{}: same cpio, different compression bytes", self.path),
+            FindingKind::ArchiveBytes => format!("{}: same entries, different archive bytes", self.path),
+            FindingKind::Measurement => {
+                let why = self.detail.first().map_or("", String::as_str);
+                format!("{} changed: {why}", self.path)
+            }
+            FindingKind::Inodes => format!("{}: inode numbers differ: {a} vs {b}", self.path),
+            // A JSON path already ends with its field: `inputs[role=kernel].sha256 differs: ...`.
+            FindingKind::Changed if self.path.ends_with(&format!(".{field}")) => {
+                format!("{} differs: {} vs {}", self.path, digest_or(a), digest_or(b))
+            }
+            FindingKind::Changed | FindingKind::Order | FindingKind::Compression => {
+                format!("{}: {field} differs: {} vs {}", self.path, digest_or(a), digest_or(b))
+            }
+        }
+    }
+
+    /// Detail lines printed under the headline.
+    pub fn detail_lines(&self) -> &[String] {
+        match self.kind {
+            FindingKind::Measurement => self.detail.get(1..).unwrap_or_default(),
+            _ => &self.detail,
+        }
+    }
+}
+
+/// Headlines show at most this many characters of a value (the JSON report has it whole).
+const HEADLINE_VALUE: usize = 100;
+
+fn clip(value: &str) -> String {
+    match value.char_indices().nth(HEADLINE_VALUE) {
+        Some((at, _)) => format!("{}…", value.get(..at).unwrap_or_default()),
+        None => value.to_string(),
+    }
+}
+
+/// A hex digest (32 or more hex digits) shortened like [`short`]; any other value unchanged.
+fn digest_or(value: &str) -> String {
+    if value.len() >= 32 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        short(value)
+    } else {
+        value.to_string()
+    }
+}
+
+/// The first 12 hex digits of a digest, for headlines.
+pub(crate) fn short(digest: &str) -> String {
+    match digest.get(..12) {
+        Some(s) if digest.len() > 16 => format!("{s}…"),
+        _ => digest.to_string(),
+    }
+}
+
+/// The result of a comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// No differences at all (byte-identical inputs).
+    pub identical: bool,
+    /// The differences, in a deterministic order.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// The human rendering: one line per finding, detail indented by four spaces.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            out.push_str(&f.headline());
+            out.push('\n');
+            for line in f.detail_lines() {
+                out.push_str("    ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// What one side of the comparison is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// An output directory.
+    Directory,
+    /// A `.cvm.tar` bundle (any ustar archive).
+    Bundle,
+    /// An initrd (gzip, zstd or plain newc).
+    Initrd,
+    /// A JSON document (a manifest).
+    Manifest,
+    /// Any other file (kernel, firmware, cmdline).
+    File,
+}
+
+impl std::fmt::Display for InputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputKind::Directory => "an output directory",
+            InputKind::Bundle => "a bundle (tar)",
+            InputKind::Initrd => "an initrd",
+            InputKind::Manifest => "a manifest (JSON)",
+            InputKind::File => "a file",
+        })
+    }
+}
+
+/// Why two builds could not be compared.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DiffError {
+    /// A file or directory could not be read.
+    #[error("cannot read `{path}`")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is larger than the in-memory limit.
+    #[error("`{path}` is {size} bytes; files larger than {max} bytes are not compared")]
+    TooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An archive inside the inputs is malformed or over a limit.
+    #[error("cannot read {what}")]
+    Unpack {
+        /// Which side and member.
+        what: String,
+        /// The cause.
+        #[source]
+        source: UnpackError,
+    },
+    /// The two sides are of kinds that cannot be compared.
+    #[error("cannot compare {a} with {b}")]
+    KindMismatch {
+        /// Kind of A.
+        a: InputKind,
+        /// Kind of B.
+        b: InputKind,
+    },
+}
+
+/// One side, loaded.
+enum Input {
+    Directory(BTreeMap<String, Vec<u8>>),
+    Bundle(Bundle, Vec<u8>),
+    Blob(InputKind, Vec<u8>),
+}
+
+impl Input {
+    fn kind(&self) -> InputKind {
+        match self {
+            Input::Directory(_) => InputKind::Directory,
+            Input::Bundle(..) => InputKind::Bundle,
+            Input::Blob(kind, _) => *kind,
+        }
+    }
+}
+
+/// Detects the kind of a file's content.
+pub fn detect(bytes: &[u8]) -> InputKind {
+    match sniff(bytes) {
+        Container::Tar => InputKind::Bundle,
+        Container::Gzip | Container::Zstd | Container::Cpio => InputKind::Initrd,
+        Container::Other if json::parse_object(bytes).is_some() => InputKind::Manifest,
+        Container::Other => InputKind::File,
+    }
+}
+
+/// Compares two paths (files or output directories).
+pub fn diff_paths(a: &Path, b: &Path, limits: &Limits) -> Result<Report, DiffError> {
+    let left = load(a, limits)?;
+    let right = load(b, limits)?;
+    let mut ctx = archive::Ctx::new(*limits);
+    match (&left, &right) {
+        (Input::Blob(ka, x), Input::Blob(kb, y)) if ka == kb => ctx.blob("", x, y)?,
+        (Input::Bundle(x, bx), Input::Bundle(y, by)) if bx != by => ctx.bundle("", x, y, (bx, by), None)?,
+        (Input::Bundle(..), Input::Bundle(..)) => {}
+        (Input::Directory(_) | Input::Bundle(..), Input::Directory(_) | Input::Bundle(..)) => {
+            let (mut x, mut y) = (members(&left), members(&right));
+            if left.kind() != right.kind() {
+                // A bundle cannot contain itself: compare the directory's loose files with the bundle's members.
+                x.retain(|name, _| !name.ends_with(BUNDLE_SUFFIX));
+                y.retain(|name, _| !name.ends_with(BUNDLE_SUFFIX));
+            }
+            ctx.members("", &x, &y)?;
+        }
+        _ => return Err(DiffError::KindMismatch { a: left.kind(), b: right.kind() }),
+    }
+    Ok(ctx.into_report())
+}
+
+/// Compares two in-memory files (initrds, bundles, manifests or others), detecting their kind.
+pub fn diff_bytes(a: &[u8], b: &[u8], limits: &Limits) -> Result<Report, DiffError> {
+    let (ka, kb) = (detect(a), detect(b));
+    if ka != kb {
+        return Err(DiffError::KindMismatch { a: ka, b: kb });
+    }
+    let mut ctx = archive::Ctx::new(*limits);
+    ctx.blob("", a, b)?;
+    Ok(ctx.into_report())
+}
+
+fn members(input: &Input) -> BTreeMap<String, &[u8]> {
+    match input {
+        Input::Directory(files) => files.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect(),
+        Input::Bundle(bundle, _) => bundle
+            .member_names()
+            .filter_map(|name| bundle.member(name).map(|content| (name.to_string(), content)))
+            .collect(),
+        Input::Blob(..) => BTreeMap::new(),
+    }
+}
+
+fn load(path: &Path, limits: &Limits) -> Result<Input, DiffError> {
+    let io = |source| DiffError::Io { path: path.to_path_buf(), source };
+    let meta = fs_err::metadata(path).map_err(io)?;
+    if meta.is_dir() {
+        return load_dir(path, limits).map(Input::Directory);
+    }
+    let bytes = read_capped(path, meta.len(), limits)?;
+    match detect(&bytes) {
+        InputKind::Bundle => {
+            let bundle = read_bundle(&bytes[..], u64::try_from(bytes.len()).ok(), &bundle_limits(limits))
+                .map_err(|source| DiffError::Unpack { what: format!("bundle `{}`", path.display()), source })?;
+            Ok(Input::Bundle(bundle, bytes))
+        }
+        kind => Ok(Input::Blob(kind, bytes)),
+    }
+}
+
+/// Bundles are compared member by member, so members must be kept whole.
+pub(crate) fn bundle_limits(limits: &Limits) -> Limits {
+    Limits { max_kept_entry: limits.max_entry_size, max_kept_total: limits.max_total_size, ..*limits }
+}
+
+fn read_capped(path: &Path, size: u64, limits: &Limits) -> Result<Vec<u8>, DiffError> {
+    if size > limits.max_entry_size {
+        return Err(DiffError::TooLarge { path: path.to_path_buf(), size, max: limits.max_entry_size });
+    }
+    fs_err::read(path).map_err(|source| DiffError::Io { path: path.to_path_buf(), source })
+}
+
+/// The regular files directly in an output directory (subdirectories are not part of a build's outputs).
+fn load_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, Vec<u8>>, DiffError> {
+    let io = |source| DiffError::Io { path: dir.to_path_buf(), source };
+    let mut files = BTreeMap::new();
+    for entry in fs_err::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        let meta = fs_err::metadata(&path).map_err(|source| DiffError::Io { path: path.clone(), source })?;
+        if meta.is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            files.insert(name, read_capped(&path, meta.len(), limits)?);
+        }
+    }
+    Ok(files)
+}

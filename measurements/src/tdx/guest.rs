@@ -1,0 +1,180 @@
+//! Orchestrates a TD's measurements from its inputs: MRTD from the firmware, RTMR1 from the kernel, RTMR2 from the
+//! command line and initrd. RTMR0 is not modelled (see [`TdxMeasurement::rtmr0`]).
+//!
+//! Spec: `docs/specs/tdx-measurement.md`.
+
+use thiserror::Error;
+
+use super::fv::{detect_layout, FvError, LayoutDetection, LayoutSource};
+use super::load_options::CmdlineLayout;
+use super::mrtd::{self, PageOrder};
+use super::pe::{authenticode_sha384, PeError, PeImage};
+use super::qemu::{patch_kernel, QemuError, QemuVersion};
+use super::rtmr::{replay, rtmr1_events, rtmr2_events, Replay};
+use super::secure_boot::{secure_boot_keys, SecureBootKeys};
+use super::tdvf::{Descriptor, TdvfError};
+use super::Sha384Digest;
+use crate::reader::ReadError;
+
+/// How the VMM hands the kernel to the firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPatching {
+    /// QEMU ≤ 10.1 patches the setup header for this RAM size (bytes) before the firmware measures the kernel.
+    Qemu {
+        /// The QEMU version.
+        version: QemuVersion,
+        /// Guest RAM in bytes.
+        memory: u64,
+    },
+    /// The file is measured unmodified (QEMU ≥ 10.2).
+    Unmodified {
+        /// The QEMU version.
+        version: QemuVersion,
+    },
+}
+
+impl KernelPatching {
+    /// The patching a given QEMU version applies.
+    pub fn for_qemu(version: QemuVersion, memory: u64) -> Self {
+        if version.patches_kernel() {
+            KernelPatching::Qemu { version, memory }
+        } else {
+            KernelPatching::Unmodified { version }
+        }
+    }
+}
+
+/// The initrd as the measurement needs it (its digest is computed by streaming; see [`super::rtmr::sha384_reader`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitrdDigest {
+    /// SHA-384 of the file.
+    pub digest: Sha384Digest,
+    /// Its size in bytes (QEMU ≤ 10.1 writes it into the kernel header).
+    pub size: u64,
+}
+
+/// Everything the measurement depends on.
+#[derive(Debug, Clone)]
+pub struct TdxInputs<'a> {
+    /// The TDVF image.
+    pub firmware: &'a [u8],
+    /// The kernel (bzImage with EFI stub), if RTMR1/RTMR2 are wanted.
+    pub kernel: Option<&'a [u8]>,
+    /// The initrd, if one is given to QEMU.
+    pub initrd: Option<InitrdDigest>,
+    /// The `-append` bytes.
+    pub cmdline: &'a [u8],
+    /// MRTD page-add order.
+    pub page_order: PageOrder,
+    /// How the kernel reaches the firmware.
+    pub patching: KernelPatching,
+    /// An explicit LoadOptions layout, instead of detecting it from the firmware.
+    pub layout: Option<CmdlineLayout>,
+}
+
+/// Something the user should know about the inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// The firmware enforces Secure Boot with enrolled keys, but the kernel has no Authenticode signature.
+    UnsignedKernelUnderSecureBoot {
+        /// The db holds Microsoft certificates.
+        microsoft_db: bool,
+    },
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::UnsignedKernelUnderSecureBoot { microsoft_db } => write!(
+                f,
+                "the firmware enforces Secure Boot (PK enrolled{}) but the kernel has no Authenticode certificate table: it will not boot",
+                if *microsoft_db { ", Microsoft keys in db" } else { "" }
+            ),
+        }
+    }
+}
+
+/// The computed values.
+#[derive(Debug, Clone)]
+pub struct TdxMeasurement {
+    /// MRTD.
+    pub mrtd: Sha384Digest,
+    /// The page order used for MRTD.
+    pub page_order: PageOrder,
+    /// RTMR0 is not modelled: it depends on the TD HOB, the CFV, the ACPI blobs and the firmware's event list
+    /// (docs/specs/tdx-measurement.md, "RTMR0"), which this crate cannot yet reproduce exactly. Always `None`.
+    pub rtmr0: Option<Replay>,
+    /// RTMR1 (with a kernel).
+    pub rtmr1: Option<Replay>,
+    /// RTMR2 (with a kernel).
+    pub rtmr2: Option<Replay>,
+    /// RTMR3: zero unless the guest extends it.
+    pub rtmr3: Sha384Digest,
+    /// The LoadOptions layout used (with a kernel).
+    pub layout: Option<LayoutDetection>,
+    /// How the kernel was handed to the firmware.
+    pub patching: KernelPatching,
+    /// The firmware's Secure Boot keys.
+    pub secure_boot: SecureBootKeys,
+    /// Warnings.
+    pub warnings: Vec<Warning>,
+}
+
+/// Why the measurement failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TdxError {
+    /// The firmware's TDVF descriptor.
+    #[error("firmware: {0}")]
+    Tdvf(#[from] TdvfError),
+    /// The firmware's variable store.
+    #[error("firmware CFV variable store: {0}")]
+    VariableStore(#[from] ReadError),
+    /// The LoadOptions layout could not be detected.
+    #[error("firmware: {0}")]
+    Layout(#[from] FvError),
+    /// The kernel is not a PE image.
+    #[error("kernel: {0}")]
+    Pe(#[from] PeError),
+    /// QEMU's header patching cannot be applied.
+    #[error("kernel: {0}")]
+    Qemu(#[from] QemuError),
+}
+
+/// Computes the measurements.
+pub fn measure(inputs: &TdxInputs<'_>) -> Result<TdxMeasurement, TdxError> {
+    let descriptor = Descriptor::parse(inputs.firmware)?;
+    let mrtd = mrtd::compute(&descriptor, inputs.firmware, inputs.page_order);
+    let secure_boot = secure_boot_keys(inputs.firmware, &descriptor)?;
+    let mut m = TdxMeasurement {
+        mrtd,
+        page_order: inputs.page_order,
+        rtmr0: None,
+        rtmr1: None,
+        rtmr2: None,
+        rtmr3: Sha384Digest::ZERO,
+        layout: None,
+        patching: inputs.patching,
+        secure_boot,
+        warnings: Vec::new(),
+    };
+    let Some(kernel) = inputs.kernel else { return Ok(m) };
+    let pe = PeImage::parse(kernel)?;
+    if m.secure_boot.pk_enrolled && !pe.is_signed() {
+        m.warnings.push(Warning::UnsignedKernelUnderSecureBoot { microsoft_db: m.secure_boot.microsoft_db });
+    }
+    let authenticode = match inputs.patching {
+        KernelPatching::Qemu { memory, .. } => {
+            authenticode_sha384(&patch_kernel(kernel, memory, inputs.initrd.map(|i| i.size), inputs.cmdline)?)?
+        }
+        KernelPatching::Unmodified { .. } => authenticode_sha384(kernel)?,
+    };
+    let layout = match inputs.layout {
+        Some(layout) => LayoutDetection { layout, source: LayoutSource::Override },
+        None => detect_layout(inputs.firmware)?,
+    };
+    m.rtmr1 = Some(replay(1, &rtmr1_events(authenticode)));
+    m.rtmr2 = Some(replay(2, &rtmr2_events(inputs.cmdline, inputs.initrd.map(|i| i.digest), layout.layout)));
+    m.layout = Some(layout);
+    Ok(m)
+}
