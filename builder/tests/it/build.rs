@@ -323,7 +323,17 @@ fn the_documented_example_recipe_builds() {
     let tree = Tree::new();
     let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../recipes/example.yaml")).unwrap();
     tree.write("recipes/example.yaml", &example);
-    tree.write("build/example/vmlinuz", &fake_kernel(0x020f, 100));
+    const RELEASE: &str = "6.1.0-example";
+    tree.write("build/example/vmlinuz", &cvmforge::kconfig::setup::testing::bzimage(RELEASE, b"no ikconfig"));
+    // The sealed-guest fragment satisfies the policy; with CONFIG_KEXEC=y the example's one waiver is used.
+    let config = include_str!("../../../kernel-config/sealed-guest.config");
+    tree.write("build/example/kernel.config", config.replace("# CONFIG_KEXEC is not set", "CONFIG_KEXEC=y").as_bytes());
+    let vermagic = format!("vermagic={RELEASE} SMP preempt mod_unload modversions ");
+    let module = cvmforge::elf::testing::kernel_module(&["license=GPL", "depends=", "name=virtio_net", &vermagic]);
+    tree.write(
+        &format!("build/example/kernel-package/lib/modules/{RELEASE}/kernel/drivers/net/virtio_net.ko"),
+        &module,
+    );
     tree.write("build/example/guest-init", &cvmforge::elf::testing::executable(None));
     tree.write("build/example/summarize-server", &cvmforge::elf::testing::executable(None));
     tree.write("build/example/model.txt", b"model");
@@ -345,6 +355,9 @@ fn the_documented_example_recipe_builds() {
     let m: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
     assert_eq!(m["recipe"]["path"], "recipes/example.yaml");
     assert_eq!(m["initrd"]["compression"]["level"], 9);
+    assert_eq!(m["sealing"]["verdict"], "sealed-with-waivers", "{:#}", m["sealing"]);
+    assert_eq!(m["sealing"]["waivers_applied"][0]["item"], "CONFIG_KEXEC");
+    assert_eq!(m["sealing"]["modules"]["modules"][0]["name"], "virtio_net");
     assert!(tree.path("recipes/example.lock").exists());
 }
 
