@@ -4,7 +4,9 @@
 #   2. a real Debian kernel package, fetched with apt-get download (scripts/fetch-kernel.sh) into build/kernel;
 #   3. the firmware fixtures, decompressed into build/firmware and checked against their recorded sha256;
 #   4. the static guest programs (guest-init, summarize-server) into build/guest;
-#   5. the demo inputs gathered in build/demo, and cvmforge itself (release build).
+#   5. the demo inputs gathered in build/demo, and cvmforge itself (release build);
+#   6. with --test: the reference tools the differential tests compare against (sev-snp-measure 0.0.13 and pefile in
+#      build/snp-diff-venv) and the real busybox/dropbear/zsh binaries the sealing signatures are checked on.
 # Everything it writes stays inside the repository (build/, target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +61,33 @@ gather_demo_inputs() {
   log "demo inputs in build/demo (kernel $kver)"
 }
 
+reference_tools() {
+  local venv=build/snp-diff-venv
+  if ! "$venv/bin/python" -c 'import sevsnpmeasure, pefile' 2>/dev/null; then
+    log "installing sev-snp-measure==0.0.13 and pefile into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "sev-snp-measure==0.0.13" pefile
+  fi
+  local root=build/signature-root
+  if [ ! -x "$root/bin/busybox" ] || [ ! -x "$root/usr/sbin/dropbear" ] || [ ! -x "$root/bin/zsh" ]; then
+    log "fetching busybox-static, dropbear-bin and zsh (real binaries for the forbidden-content signatures)"
+    local work
+    work=$(mktemp -d build/.signature.XXXXXX)
+    (cd "$work" && apt-get download busybox-static dropbear-bin zsh >/dev/null 2>&1) || {
+      apt-get update -qq
+      (cd "$work" && apt-get download busybox-static dropbear-bin zsh >/dev/null)
+    }
+    rm -rf "$root"
+    for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$root"; done
+    rm -rf "$work"
+  fi
+}
+
+with_test_tools=false
+[ "${1:-}" = "--test" ] && with_test_tools=true
+
 install_packages
+$with_test_tools && reference_tools
 scripts/fetch-kernel.sh build/kernel
 decompress_firmware
 scripts/build-guest.sh build/guest

@@ -32,12 +32,20 @@ stage() {
 export CVMFORGE_TEST_KERNEL_DIR=$root/build/kernel/root
 export CVMFORGE_FIRMWARE_DIR=$root/build/firmware
 export CVMFORGE_BIN=$root/target/release/cvmforge
+export CVMFORGE_TEST_GUEST_INIT=$root/build/guest/guest-init
+export CVMFORGE_TEST_SIGNATURE_ROOT=$root/build/signature-root
+export SSM_VENV=$root/build/snp-diff-venv
+export CVMFORGE_SNP_REFERENCE=$SSM_VENV/bin/sev-snp-measure
+export CVMFORGE_SNP_CREATE_ID_BLOCK=$SSM_VENV/bin/snp-create-id-block
 
-if ! scripts/setup.sh; then
+if ! scripts/setup.sh --test; then
   echo "stages: 0 passed, 1 failed"
   echo "setup failed; nothing else can run" >&2
   exit 1
 fi
+# The one vmlinuz of the fetched package (the tests that need a real bzImage take its path).
+CVMFORGE_TEST_KERNEL=$(ls "$CVMFORGE_TEST_KERNEL_DIR"/boot/vmlinuz-*)
+export CVMFORGE_TEST_KERNEL
 
 stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
