@@ -132,6 +132,39 @@ pub struct BuildReport {
     /// Sealing warnings (unwaived violations outside strict mode, unused waivers), then measurement warnings
     /// (a guest policy that allows debugging or a migration agent, ...).
     pub warnings: Vec<String>,
+    /// The sealing verdict in brief (the manifest's `sealing` section has the whole report).
+    pub sealing: SealingSummary,
+}
+
+/// The sealing part of a [`BuildReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SealingSummary {
+    /// `sealed`, `sealed-with-waivers` or `violations`.
+    pub verdict: crate::policy::Verdict,
+    /// Whether unwaived violations fail the build (`--strict` or `sealing.strict`).
+    pub strict: bool,
+    /// Number of unwaived violations.
+    pub violations: usize,
+    /// Number of waivers that matched a violation.
+    pub waivers_applied: usize,
+    /// Where the checked kernel configuration came from: `file`, `ikconfig` or `unavailable`.
+    pub kernel_config: &'static str,
+    /// Kernel modules placed in the initrd, in load order (names).
+    pub modules: Vec<String>,
+}
+
+impl SealingSummary {
+    fn of(outcome: &crate::sealing::SealOutcome) -> SealingSummary {
+        let modules = outcome.modules.as_ref().map(|m| m.modules.iter().map(|e| e.name.clone()).collect());
+        SealingSummary {
+            verdict: outcome.policy.verdict,
+            strict: outcome.strict,
+            violations: outcome.policy.violations.len(),
+            waivers_applied: outcome.policy.waivers_applied.len(),
+            kernel_config: outcome.kernel_config.source,
+            modules: modules.unwrap_or_default(),
+        }
+    }
 }
 
 /// The initrd part of a [`BuildReport`].
@@ -345,6 +378,7 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
         measurements: manifest.measurements,
         lock: LockSummary { path: checked.lock_path.display().to_string(), status },
         warnings: checked.sealed.warnings.iter().chain(&written.warnings).cloned().collect(),
+        sealing: SealingSummary::of(&checked.sealed),
     })
 }
 

@@ -100,8 +100,7 @@ fn run() -> Result<String, InitError> {
     log!("read {CONFIG_PATH}");
     let net = cmdline::parse_cmdline(&String::from_utf8_lossy(&read_limited("/proc/cmdline", 64 * 1024)?))?;
     for m in &config.modules {
-        let verb = if m.load()? { "loaded" } else { "already had" };
-        log!("{verb} module {}", m.name);
+        log!("{}", m.load()?.describe(&m.name));
     }
     for line in net::bring_up(net)? {
         log!("{line}");

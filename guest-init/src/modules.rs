@@ -83,15 +83,45 @@ impl Module {
         }
     }
 
-    /// Loads the module; returns `false` if the kernel already had it (`EEXIST`).
-    pub(crate) fn load(&self) -> Result<bool, ModuleError> {
+    /// Loads the module.
+    pub(crate) fn load(&self) -> Result<Loaded, ModuleError> {
         let display = self.path.display().to_string();
         let file = File::open(&self.path).map_err(|source| ModuleError::Open { path: display.clone(), source })?;
-        match finit_module(&file, c"", self.flags()) {
-            Ok(()) => Ok(true),
-            Err(Errno::EEXIST) => Ok(false),
-            Err(errno) => Err(ModuleError::Load { path: display, errno }),
+        outcome(finit_module(&file, c"", self.flags())).map_err(|errno| ModuleError::Load { path: display, errno })
+    }
+}
+
+/// What loading one module did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loaded {
+    /// The module is now loaded.
+    Yes,
+    /// The kernel already had it (`EEXIST`).
+    AlreadyHad,
+    /// Its init found no device (`ENODEV`), so the kernel unloaded it again: a driver for hardware this VM does
+    /// not have, e.g. `sev-guest` outside an SEV-SNP guest. The image can still do its job (the payload finds no
+    /// device node), so this is not fatal; any other refusal (bad signature, wrong kernel, ...) is.
+    NoDevice,
+}
+
+impl Loaded {
+    /// The console line for module `name`.
+    pub(crate) fn describe(self, name: &str) -> String {
+        match self {
+            Loaded::Yes => format!("loaded module {name}"),
+            Loaded::AlreadyHad => format!("already had module {name}"),
+            Loaded::NoDevice => format!("module {name} found no device (ENODEV); not loaded"),
         }
+    }
+}
+
+/// Maps `finit_module`'s result.
+fn outcome(result: Result<(), Errno>) -> Result<Loaded, Errno> {
+    match result {
+        Ok(()) => Ok(Loaded::Yes),
+        Err(Errno::EEXIST) => Ok(Loaded::AlreadyHad),
+        Err(Errno::ENODEV) => Ok(Loaded::NoDevice),
+        Err(errno) => Err(errno),
     }
 }
 
@@ -109,6 +139,16 @@ mod tests {
             assert_eq!((m.name.as_str(), m.compressed), ("net_failover", true));
             // include/uapi/linux/module.h: #define MODULE_INIT_COMPRESSED_FILE 4
             assert_eq!(m.flags().bits(), 4);
+        }
+    }
+
+    #[test]
+    fn only_eexist_and_enodev_are_not_fatal() {
+        assert_eq!(outcome(Ok(())), Ok(Loaded::Yes));
+        assert_eq!(outcome(Err(Errno::EEXIST)), Ok(Loaded::AlreadyHad));
+        assert_eq!(outcome(Err(Errno::ENODEV)), Ok(Loaded::NoDevice));
+        for errno in [Errno::EKEYREJECTED, Errno::ENOEXEC, Errno::EPERM, Errno::ENOENT, Errno::EINVAL] {
+            assert_eq!(outcome(Err(errno)), Err(errno));
         }
     }
 

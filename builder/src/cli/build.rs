@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::build::{self, BuildError, BuildOptions, BuildReport, Progress, Step};
 use crate::lock::LockError;
+use crate::policy::Verdict;
 
 use super::{Hinted, Ui, UsageError};
 
@@ -124,6 +125,19 @@ pub fn summary(report: &BuildReport) -> String {
         let version = report.kernel.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
         writeln!(out, "kernel:       boot protocol {}{version}", report.kernel.boot_protocol)?;
         writeln!(out, "lock:         {} ({})", report.lock.path, report.lock.status)?;
+        let s = &report.sealing;
+        writeln!(
+            out,
+            "sealing:      {} ({} violation(s), {} waiver(s) applied, kernel config: {}{})",
+            verdict_name(s.verdict),
+            s.violations,
+            s.waivers_applied,
+            s.kernel_config,
+            if s.strict { ", strict" } else { "" }
+        )?;
+        if !s.modules.is_empty() {
+            writeln!(out, "modules:      {}", s.modules.join(", "))?;
+        }
         let rows = measurement_rows(&report.measurements);
         if rows.is_empty() {
             writeln!(out, "measurements: none")?;
@@ -158,6 +172,15 @@ fn measurement_rows(m: &crate::manifest::Measurements) -> Vec<(&'static str, Str
         }
     }
     rows
+}
+
+/// The verdict as the manifest spells it.
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Sealed => "sealed",
+        Verdict::SealedWithWaivers => "sealed-with-waivers",
+        Verdict::Violations => "violations",
+    }
 }
 
 /// Writes to stdout; a closed pipe (`cvmforge build ... | head -1`) is not an error.

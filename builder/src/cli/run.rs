@@ -6,6 +6,9 @@
 //! off (QEMU exits 0 after an ACPI power-off with `-no-reboot`), 1 on a kernel panic, a timeout or a QEMU failure.
 //! QEMU runs in its own process group and is killed whenever `cvmforge` stops, including on Ctrl-C.
 //!
+//! `--monitor PATH` serves QEMU's human monitor on a unix socket, so that a test can press Ctrl-Alt-Del
+//! (`sendkey ctrl-alt-delete`, which the sealed init turns into SIGINT for the payload) or the power button.
+//!
 //! `--print-command` prints the QEMU command instead, followed by the confidential launch command of every measured
 //! shape recorded in the manifest.
 
@@ -59,6 +62,7 @@ pub enum AccelChoice {
   cvmforge run out/ --forward 8080:8080
   cvmforge run demo-1.0.cvm.tar --memory 2G --vcpus 4 --timeout 5m
   cvmforge run out/ --print-command
+  cvmforge run out/ --monitor build/qemu.sock   # then: echo 'sendkey ctrl-alt-delete' | socat - UNIX-CONNECT:build/qemu.sock
 
 Exit status: 0 when the guest powered off, 1 on a kernel panic, a timeout or a QEMU failure, 2 on bad arguments.")]
 pub struct Args {
@@ -90,9 +94,51 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
 
+    /// Serve the QEMU human monitor (HMP) on this unix socket, e.g. for `system_powerdown` or
+    /// `sendkey ctrl-alt-delete` from a test (`socat - UNIX-CONNECT:PATH`). Anyone who can open it controls the VM.
+    #[arg(long, value_name = "PATH", value_parser = parse_monitor_path)]
+    pub monitor: Option<String>,
+
     /// Print the QEMU command (and the confidential launch commands from the manifest) instead of booting.
     #[arg(long)]
     pub print_command: bool,
+}
+
+/// A unix socket path QEMU can be given in `-monitor unix:PATH,server,nowait`.
+fn parse_monitor_path(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the monitor socket path is empty".into());
+    }
+    // QEMU splits the chardev options at commas; a comma in a path is written as two.
+    if text.contains(',') {
+        return Err(format!("`{text}` contains a comma, which QEMU's `-monitor` option cannot take in a path"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("`{}` contains a control character", text.escape_debug()));
+    }
+    // sun_path holds 108 bytes including the terminating NUL (unix(7)); QEMU refuses longer paths.
+    if text.len() > SUN_PATH_MAX {
+        return Err(format!(
+            "`{text}` is {} bytes; a unix socket path has at most {SUN_PATH_MAX} (use a shorter, e.g. relative, path)",
+            text.len()
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Longest unix socket path (`sizeof(sun_path)` minus the NUL, unix(7)).
+const SUN_PATH_MAX: usize = 107;
+
+/// Replaces smoke-boot's `-monitor none` by a unix-socket monitor, so that a test can drive the guest like a
+/// person at the QEMU console (`sendkey ctrl-alt-delete`, `system_powerdown`). `nowait`: QEMU does not block the boot
+/// until a client connects; `server`: QEMU creates the socket (and removes a stale one).
+fn with_monitor(mut qemu_args: Vec<String>, path: &str) -> anyhow::Result<Vec<String>> {
+    let slot = qemu_args
+        .windows(2)
+        .position(|w| w[0] == "-monitor" && w[1] == "none")
+        .context("internal error (a bug in cvmforge): the smoke-boot command has no `-monitor none` to replace")?;
+    qemu_args[slot + 1] = format!("unix:{path},server,nowait");
+    Ok(qemu_args)
 }
 
 fn parse_memory(text: &str) -> Result<u64, String> {
@@ -122,7 +168,10 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         scratch_disk: scratch.as_deref(),
     };
     check_forwards(&args.forwards)?;
-    let qemu_args = smoke_boot_args(&boot);
+    let qemu_args = match &args.monitor {
+        Some(path) => with_monitor(smoke_boot_args(&boot), path)?,
+        None => smoke_boot_args(&boot),
+    };
     if args.print_command {
         print_commands(&image, accel, &qemu_args, ui)?;
         return Ok(ExitCode::SUCCESS);
@@ -745,6 +794,24 @@ mod bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_replaces_monitor_none() {
+        let args = ["-display", "none", "-monitor", "none", "-serial", "stdio"].map(String::from).to_vec();
+        let args = with_monitor(args, "/tmp/m.sock").unwrap();
+        assert_eq!(args, ["-display", "none", "-monitor", "unix:/tmp/m.sock,server,nowait", "-serial", "stdio"]);
+        assert!(with_monitor(vec!["-serial".into(), "stdio".into()], "m").is_err());
+    }
+
+    #[test]
+    fn rejects_unusable_monitor_paths() {
+        assert_eq!(parse_monitor_path("build/m.sock").unwrap(), "build/m.sock");
+        assert!(parse_monitor_path("").is_err());
+        assert!(parse_monitor_path("a,b").unwrap_err().contains("comma"));
+        assert!(parse_monitor_path("a\nb").unwrap_err().contains("control character"));
+        assert!(parse_monitor_path(&"x".repeat(108)).unwrap_err().contains("at most 107"));
+        assert!(parse_monitor_path(&"x".repeat(107)).is_ok());
+    }
 
     #[test]
     fn long_console_lines_are_split() {

@@ -279,7 +279,18 @@ fn summary_and_json_report_name_outputs_and_digests() {
     let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["initrd", "kernel", "lock", "measurements", "output_dir", "outputs", "recipe", "schema_version", "warnings"]
+        [
+            "initrd",
+            "kernel",
+            "lock",
+            "measurements",
+            "output_dir",
+            "outputs",
+            "recipe",
+            "schema_version",
+            "sealing",
+            "warnings"
+        ]
     );
     assert_eq!(report["lock"]["status"], "unchanged", "the first build wrote it, the second found the same bytes");
     assert_eq!(report["initrd"]["entries"], 13);
@@ -312,8 +323,22 @@ fn the_documented_example_recipe_builds() {
     let tree = Tree::new();
     let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../recipes/example.yaml")).unwrap();
     tree.write("recipes/example.yaml", &example);
-    // Measured for TDX too, so the kernel must be a PE image (EFI stub); the firmware must be real.
-    tree.write("build/example/vmlinuz", &crate::util::pe_kernel());
+    // Measured for TDX too, so the kernel must be a PE image (EFI stub); its version string names the release the
+    // example's module tree is built for.
+    const RELEASE: &str = "6.1.0-example";
+    let mut kernel = crate::util::pe_kernel();
+    kernel[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+    kernel[0x300..0x300 + RELEASE.len()].copy_from_slice(RELEASE.as_bytes());
+    tree.write("build/example/vmlinuz", &kernel);
+    // The sealed-guest fragment satisfies the policy; with CONFIG_KEXEC=y the example's one waiver is used.
+    let config = include_str!("../../../kernel-config/sealed-guest.config");
+    tree.write("build/example/kernel.config", config.replace("# CONFIG_KEXEC is not set", "CONFIG_KEXEC=y").as_bytes());
+    let vermagic = format!("vermagic={RELEASE} SMP preempt mod_unload modversions ");
+    let module = cvmforge::elf::testing::kernel_module(&["license=GPL", "depends=", "name=virtio_net", &vermagic]);
+    tree.write(
+        &format!("build/example/kernel-package/lib/modules/{RELEASE}/kernel/drivers/net/virtio_net.ko"),
+        &module,
+    );
     tree.write("build/example/guest-init", &cvmforge::elf::testing::executable(None));
     tree.write("build/example/summarize-server", &cvmforge::elf::testing::executable(None));
     tree.write("build/example/model.txt", b"model");
@@ -339,6 +364,9 @@ fn the_documented_example_recipe_builds() {
     let m: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
     assert_eq!(m["recipe"]["path"], "recipes/example.yaml");
     assert_eq!(m["initrd"]["compression"]["level"], 9);
+    assert_eq!(m["sealing"]["verdict"], "sealed-with-waivers", "{:#}", m["sealing"]);
+    assert_eq!(m["sealing"]["waivers_applied"][0]["item"], "CONFIG_KEXEC");
+    assert_eq!(m["sealing"]["modules"]["modules"][0]["name"], "virtio_net");
     assert!(tree.path("recipes/example.lock").exists());
     let snp: Vec<&str> =
         m["measurements"]["snp"].as_array().unwrap().iter().map(|e| e["vmm_type"].as_str().unwrap()).collect();

@@ -311,6 +311,8 @@ fn rejects_bad_arguments() {
         (vec!["--forward", "8080"], "invalid port forward `8080`"),
         (vec!["--vcpus", "0"], "0 is not in 1..=1024"),
         (vec!["--accel", "hvf"], "invalid value 'hvf'"),
+        (vec!["--monitor", "a,b.sock"], "contains a comma"),
+        (vec!["--monitor", ""], "the monitor socket path is empty"),
     ] {
         let mut all = vec![d, "--print-command"];
         all.extend(args.iter());
@@ -318,6 +320,17 @@ fn rejects_bad_arguments() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn print_command_with_monitor_socket() {
+    let dir = fake_output_dir();
+    let d = dir.path().to_str().unwrap();
+    let out = print_command(dir.path(), &["--monitor", "build/m.sock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected = smoke_line(&format!("{d}/kernel"), &format!("{d}/initrd.img"), "")
+        .replace("-monitor none", "-monitor unix:build/m.sock,server,nowait");
+    assert_eq!(stdout(&out).lines().nth(1), expected.lines().next());
 }
 
 #[test]
@@ -405,8 +418,13 @@ fn boot_dir(kernel: &Path, files: &[(&str, u32, Vec<u8>)], cmdline: &str) -> tem
 
 /// A static program that prints [`MARKER`], built with the `rustc` that runs these tests.
 fn marker_program(dir: &Path) -> Vec<u8> {
+    static_program(dir, &format!("fn main() {{ println!(\"{MARKER}\"); }}\n"))
+}
+
+/// A static program from Rust source, built with the `rustc` that runs these tests.
+fn static_program(dir: &Path, code: &str) -> Vec<u8> {
     let source = dir.join("marker.rs");
-    fs_err::write(&source, format!("fn main() {{ println!(\"{MARKER}\"); }}\n")).unwrap();
+    fs_err::write(&source, code).unwrap();
     let binary = dir.join("marker");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
@@ -514,4 +532,90 @@ fn ctrl_c_stops_qemu_and_fails() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("error: interrupted; QEMU was stopped"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+/// Starts `cvmforge run` on `dir` with stderr (the guest console) read line by line into a channel.
+fn spawn_run(dir: &Path, extra: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvmforge"))
+        .args(["run", dir.to_str().unwrap(), "--accel", "tcg", "--memory", "512M", "--vcpus", "1"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, received)
+}
+
+/// Collects console lines until one satisfies `stop` (true) or `limit` passes (false).
+fn read_until(
+    received: &std::sync::mpsc::Receiver<String>,
+    console: &mut Vec<String>,
+    limit: Duration,
+    stop: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match received.recv_timeout(left) {
+            Ok(line) => {
+                let done = stop(&line);
+                console.push(line);
+                if done {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn monitor_ctrl_alt_delete_stops_the_payload_and_powers_off() {
+    let Some(kernel) = test_kernel() else { return };
+    let Some(guest_init) = std::env::var_os("CVMFORGE_TEST_GUEST_INIT") else {
+        eprintln!("skipped: set CVMFORGE_TEST_GUEST_INIT to a built guest-init binary");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    // A payload that would run for ten minutes: only the Ctrl-Alt-Del that guest-init turns into SIGINT ends it.
+    let sleeper = static_program(
+        work.path(),
+        &format!("fn main() {{ println!(\"{MARKER}\"); std::thread::sleep(std::time::Duration::from_secs(600)); }}\n"),
+    );
+    let config =
+        r#"{"schema":"cvmforge-init/v1","modules":[],"command":["/sleeper"],"env":{},"uid":65534,"gid":65534}"#;
+    let files = [
+        ("init", 0o755, fs_err::read(guest_init).unwrap()),
+        ("sleeper", 0o755, sleeper),
+        ("etc/cvmforge/init.json", 0o644, config.as_bytes().to_vec()),
+    ];
+    let dir = boot_dir(&kernel, &files, "console=ttyS0 panic=-1");
+    let socket = work.path().join("monitor.sock");
+    let (mut child, received) = spawn_run(dir.path(), &["--timeout", "300s", "--monitor", socket.to_str().unwrap()]);
+    let mut console = Vec::new();
+    let started = read_until(&received, &mut console, Duration::from_secs(280), |l| l.trim_end() == MARKER);
+    if !started {
+        let _ = child.kill();
+        panic!("the payload did not start:\n{}", console.join("\n"));
+    }
+    let mut monitor = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(&mut monitor, b"sendkey ctrl-alt-delete\n").unwrap();
+    let stopped = read_until(&received, &mut console, Duration::from_secs(60), |l| l.contains("powering off"));
+    let status = child.wait().unwrap();
+    let console = console.join("\n");
+    assert!(stopped, "no power-off line after Ctrl-Alt-Del:\n{console}");
+    assert_eq!(status.code(), Some(0), "{console}");
+    assert!(console.contains("cvmforge-init: forwarding SIGINT to payload pid"), "{console}");
+    assert!(console.contains("cvmforge-init: payload exited with signal SIGINT; powering off"), "{console}");
 }

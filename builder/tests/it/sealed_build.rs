@@ -100,3 +100,59 @@ fn rejects_dynamic_payload_naming_its_loader() {
     tree.build(&[])
         .fails(1, &["`/usr/bin/server` is dynamically linked and needs the interpreter `/lib64/ld-linux-x86-64.so.2`"]);
 }
+
+#[test]
+fn rejects_dynamic_init() {
+    let tree = sealed_tree("");
+    tree.write("src/inputs/guest-init", &cvmforge::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
+    tree.build(&[]).fails(1, &["the init program `/init` is not statically linked"]);
+    assert!(!tree.path("out").exists(), "a refused build writes nothing");
+}
+
+#[test]
+fn dynamic_payload_builds_when_its_loader_is_in_the_initrd() {
+    let tree = sealed_tree("");
+    tree.write("src/inputs/server", &cvmforge::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
+    tree.write("src/inputs/ld.so", &cvmforge::elf::testing::executable(None));
+    let recipe = String::from_utf8(tree.read("src/recipe.yaml")).unwrap();
+    tree.recipe(&recipe.replace(
+        "    - {src: inputs/server, dst: /usr/bin/server}\n",
+        "    - {src: inputs/server, dst: /usr/bin/server}\n    - {src: inputs/ld.so, dst: /lib64/ld-linux-x86-64.so.2}\n",
+    ));
+    tree.build(&[]).ok();
+}
+
+#[test]
+fn summary_prints_the_verdict_counts_and_modules() {
+    let tree = sealed_tree("");
+    let recipe = String::from_utf8(tree.read("src/recipe.yaml")).unwrap();
+    let with_sh = recipe.replace(
+        "  symlinks: [{path: /bin/server, target: /usr/bin/server}]",
+        "  symlinks: [{path: /bin/sh, target: /usr/bin/server}]",
+    );
+    tree.recipe(&with_sh);
+    let run = tree.build(&[]).ok();
+    assert!(
+        run.stdout
+            .contains("\nsealing:      violations (1 violation(s), 0 waiver(s) applied, kernel config: ikconfig)\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("\nmodules:      sev_guest\n"), "{}", run.stdout);
+    tree.recipe(&format!("{with_sh}sealing:\n  waivers: [{{item: sh, reason: a test}}]\n"));
+    let run = tree.build(&["--strict", "--force"]).ok();
+    assert!(
+        run.stdout.contains(
+            "\nsealing:      sealed-with-waivers (0 violation(s), 1 waiver(s) applied, kernel config: ikconfig, strict)\n"
+        ),
+        "{}",
+        run.stdout
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&tree.run(&["build", "src/recipe.yaml", "-o", "out2", "--json"]).ok().stdout).unwrap();
+    assert_eq!(
+        report["sealing"],
+        serde_json::json!({"verdict": "sealed-with-waivers", "strict": false, "violations": 0, "waivers_applied": 1,
+            "kernel_config": "ikconfig", "modules": ["sev_guest"]})
+    );
+}

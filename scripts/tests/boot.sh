@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Issue 5: the demo image boots, serves, and stops cleanly, with no way in.
+#
+# Builds recipes/demo.yaml, boots it under QEMU/TCG with `cvmforge run` (host port -> guest 8080, a scratch disk of a
+# known pattern, the QEMU monitor on a unix socket), then checks:
+#   1. GET /healthz answers `ok` (bounded wait);
+#   2. POST /v1/summarize answers JSON whose summary is made of sentences of the request text, in order;
+#   3. Ctrl-Alt-Del on the monitor (guest-init turns it into SIGINT for the payload) makes the payload die and the VM
+#      power itself off: `cvmforge run` exits 0 and the console shows the init's "payload exited ... powering off";
+#   4. the console never shows a shell or login prompt;
+#   5. the scratch disk is unchanged (sha256), i.e. the image writes no disk state.
+# Every wait is bounded; QEMU is always stopped at the end. Prints `N passed, N failed`; exits non-zero on a failure.
+#
+# Needs: scripts/setup.sh run first (build/demo, build/kernel), python3 (HTTP, JSON, the monitor socket, a free port).
+# CVMFORGE_BIN names the cvmforge binary (default target/release/cvmforge).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+bin=${CVMFORGE_BIN:-target/release/cvmforge}
+work=build/boot-test
+console=$work/console.log
+monitor=$work/monitor.sock
+scratch=$work/scratch.img
+passed=0
+failed=0
+run_pid=
+
+pass() { passed=$((passed + 1)); echo "boot: ok:   $*"; }
+fail() { failed=$((failed + 1)); echo "boot: FAIL: $*"; }
+finish() {
+  echo "boot: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && exit 0
+  exit 1
+}
+
+# Stops `cvmforge run` (which stops QEMU) and, should it not manage, QEMU itself: by process id, never by name.
+cleanup() {
+  [ -n "$run_pid" ] || return 0
+  if kill -0 "$run_pid" 2>/dev/null; then
+    local children
+    children=$(pgrep -P "$run_pid" || true)
+    kill -TERM "$run_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$run_pid" 2>/dev/null
+    for pid in $children; do kill -KILL "$pid" 2>/dev/null; done
+  fi
+  run_pid=
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+command -v python3 >/dev/null || { fail "python3 is needed (HTTP client, JSON, monitor socket)"; finish; }
+[ -x "$bin" ] || { fail "$bin is not built (run scripts/setup.sh)"; finish; }
+
+rm -rf "$work"
+mkdir -p "$work"
+
+# --- build -------------------------------------------------------------------------------------------------------
+start=$SECONDS
+if "$bin" build recipes/demo.yaml -o "$work/out" --force > "$work/build.log" 2>&1; then
+  pass "built recipes/demo.yaml into $work/out ($((SECONDS - start)) s)"
+else
+  fail "cvmforge build recipes/demo.yaml failed:"
+  sed 's/^/    /' "$work/build.log"
+  finish
+fi
+
+# --- boot ---------------------------------------------------------------------------------------------------------
+# 16 MiB of a known pattern (byte i is i mod 251), so that any write by the guest changes the digest.
+python3 -c '
+import sys
+block = bytes(i % 251 for i in range(251 * 4096))
+size = 16 << 20
+with open(sys.argv[1], "wb") as f:
+    left = size
+    while left:
+        n = min(left, len(block))
+        f.write(block[:n])
+        left -= n
+' "$scratch"
+scratch_before=$(sha256sum "$scratch" | cut -d' ' -f1)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+boot_start=$SECONDS
+"$bin" run "$work/out" --accel tcg --forward "$port:8080" --memory 1G --timeout 180s --monitor "$monitor" \
+  --scratch-disk "$scratch" > "$work/run.out" 2> "$console" &
+run_pid=$!
+echo "boot: booting (pid $run_pid, 127.0.0.1:$port -> guest 8080, console in $console)"
+
+# --- 1. /healthz ---------------------------------------------------------------------------------------------------
+http() {
+  # http METHOD PATH [BODY]: prints `STATUS BODY`; `000 reason` if there is no answer. Bounded by a 5 s timeout.
+  python3 - "$port" "$@" <<'EOF'
+import sys, urllib.request, urllib.error
+port, method, path = sys.argv[1], sys.argv[2], sys.argv[3]
+data = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                             headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(req, timeout=5) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+except Exception as e:
+    print("000", e)
+EOF
+}
+
+healthy=
+deadline=$((SECONDS + 150))
+while [ $SECONDS -lt $deadline ]; do
+  if ! kill -0 "$run_pid" 2>/dev/null; then break; fi
+  answer=$(http GET /healthz)
+  if [ "${answer%% *}" = 200 ]; then healthy=1; break; fi
+  sleep 1
+done
+if [ -n "$healthy" ]; then
+  pass "GET /healthz answered 200 after $((SECONDS - boot_start)) s: ${answer#* }"
+else
+  fail "GET /healthz did not answer 200 within 150 s (last: ${answer:-none}); console tail:"
+  tail -n 20 "$console" | sed 's/^/    /'
+fi
+
+# --- 2. a real summarisation -----------------------------------------------------------------------------------------
+text='Confidential virtual machines encrypt guest memory with keys the host never sees. The cafeteria served soup on Tuesday. Attestation reports let a client check the launch measurement before it sends any data. Measurement covers the firmware, the kernel, the initrd and the command line. Parking was easy.'
+if [ -n "$healthy" ]; then
+  body=$(python3 -c 'import json, sys; print(json.dumps({"text": sys.argv[1], "max_sentences": 2}))' "$text")
+  answer=$(http POST /v1/summarize "$body")
+  if verdict=$(python3 - "$text" "${answer%% *}" "${answer#* }" <<'EOF'
+import json, sys
+text, status, body = sys.argv[1], sys.argv[2], sys.argv[3]
+if status != "200":
+    sys.exit(f"status {status}: {body}")
+doc = json.loads(body)
+if sorted(doc) != ["method", "sentences", "summary"]:
+    sys.exit(f"unexpected fields {sorted(doc)}")
+if doc["method"] != "tfidf-extractive/v1":
+    sys.exit(f"method {doc['method']!r}")
+# The text's sentences (each ends with '. ' or the final '.'), split independently of the server.
+sentences = [s if s.endswith(".") else s + "." for s in text.split(". ")]
+idx = doc["sentences"]
+if len(idx) != 2 or idx != sorted(set(idx)) or not all(0 <= i < len(sentences) for i in idx):
+    sys.exit(f"sentence indices {idx} are not 2 distinct, ordered indices of the {len(sentences)} sentences")
+expected = " ".join(sentences[i] for i in idx)
+if doc["summary"] != expected:
+    sys.exit(f"summary {doc['summary']!r} is not sentences {idx} of the text ({expected!r})")
+# Which two: the method as examples/summarize-server/src/summarize.rs documents it, computed here independently:
+# tokens are lowercased runs of alphanumerics, tf(t,s) = count(t,s) / len(s), idf(t) = ln(N / df(t)),
+# score(s) = sum over distinct terms of tf * idf; the top max_sentences by score (ties: earlier first), in text order.
+import math, re
+docs = [re.findall(r"[^\W_]+", s.lower()) for s in sentences]
+df = {}
+for d in docs:
+    for t in set(d):
+        df[t] = df.get(t, 0) + 1
+n = len(docs)
+scores = [sum(d.count(t) / len(d) * math.log(n / df[t]) for t in sorted(set(d))) for d in docs]
+ranked = sorted(range(n), key=lambda i: (-scores[i], i))
+if idx != sorted(ranked[:2]):
+    sys.exit(f"picked sentences {idx}, but TF-IDF ranks {sorted(ranked[:2])} first (scores {[round(x, 3) for x in scores]})")
+print(f"sentences {idx} (TF-IDF top 2 of {n}): {doc['summary']!r}")
+EOF
+  ); then
+    pass "POST /v1/summarize: $verdict"
+  else
+    fail "POST /v1/summarize: $verdict"
+  fi
+else
+  fail "POST /v1/summarize: skipped, the server never answered /healthz"
+fi
+
+# --- 3. Ctrl-Alt-Del -> payload dies -> the VM powers off ----------------------------------------------------------
+if kill -0 "$run_pid" 2>/dev/null; then
+  python3 - "$monitor" <<'EOF' || fail "could not send sendkey ctrl-alt-delete to the monitor $monitor"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.recv(4096)  # the banner and prompt
+s.sendall(b"sendkey ctrl-alt-delete\n")
+time.sleep(0.5)
+s.close()
+EOF
+fi
+status=
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
+  if ! kill -0 "$run_pid" 2>/dev/null; then
+    wait "$run_pid"
+    status=$?
+    run_pid=
+    break
+  fi
+  sleep 0.5
+done
+if [ "$status" = 0 ]; then
+  pass "cvmforge run exited 0 after Ctrl-Alt-Del ($(cat "$work/run.out")); whole boot $((SECONDS - boot_start)) s"
+else
+  fail "cvmforge run did not exit 0 within 60 s of Ctrl-Alt-Del (status: ${status:-still running}); console tail:"
+  tail -n 20 "$console" | sed 's/^/    /'
+fi
+cleanup
+if grep -q '^cvmforge-init: forwarding SIGINT to payload pid' "$console" \
+  && grep -q '^cvmforge-init: payload exited with signal SIGINT; powering off' "$console"; then
+  pass "console: $(grep '^cvmforge-init: payload exited' "$console")"
+else
+  fail "console lacks guest-init's SIGINT forwarding and \"payload exited with signal SIGINT; powering off\" lines"
+fi
+
+# --- 4. no way in on the console -----------------------------------------------------------------------------------
+# A prompt ends its line with `# ` or `$ ` (`/ # `, `root@host:~$ `); `sh: ...` is a shell's error; `login: ` a getty.
+prompts=$(grep -nE '[#$] ?$|(^|[^[:alnum:]_.-])sh: |login: ?' "$console" | head -n 5)
+if [ -s "$console" ] && [ -z "$prompts" ]; then
+  pass "console ($(wc -l < "$console") lines) shows no shell prompt, \"sh:\" or \"login:\""
+else
+  fail "console shows a prompt or is empty: ${prompts:-empty console}"
+fi
+
+# --- 5. no disk state ----------------------------------------------------------------------------------------------
+scratch_after=$(sha256sum "$scratch" | cut -d' ' -f1)
+if [ "$scratch_after" = "$scratch_before" ]; then
+  pass "scratch disk unchanged (sha256 $scratch_after)"
+else
+  fail "scratch disk changed: sha256 $scratch_before before, $scratch_after after"
+fi
+
+finish
