@@ -240,7 +240,7 @@ pub enum VerifyError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
     /// A path from the manifest or recipe cannot be mirrored inside the staging tree.
-    #[error("{what} `{path}` leaves the recipe's tree, so it cannot be staged for the rebuild")]
+    #[error("{what} `{path}` is absolute or climbs out of its tree with `..`: refused (it cannot be staged for the rebuild)")]
     OutsideTree {
         /// Which path (`recipe path`, `input kernel`, ...).
         what: String,
@@ -283,7 +283,16 @@ struct Published {
 pub fn verify(options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let published = load_published(&options.target, &options.limits)?;
     let manifest = &published.manifest;
-    let recipe_path = options.recipe.clone().unwrap_or_else(|| PathBuf::from(&manifest.recipe.path));
+    let recipe_path = match &options.recipe {
+        Some(path) => path.clone(),
+        // The manifest is untrusted: its recipe path may only name a file below the current directory.
+        None => confined(
+            Path::new(""),
+            Path::new(&manifest.recipe.path),
+            "the manifest's recipe path",
+            &manifest.recipe.path,
+        )?,
+    };
     let recipe_bytes =
         fs_err::read(&recipe_path).map_err(|source| VerifyError::RecipeRead { path: recipe_path.clone(), source })?;
     let actual = hex::encode(Sha256::digest(&recipe_bytes));
@@ -294,7 +303,7 @@ pub fn verify(options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
         actual_sha256: actual,
     };
     let loaded = Recipe::load(&recipe_path)?;
-    let (inputs, sources) = check_inputs(&manifest.inputs, &loaded.dir, &options.inputs)?;
+    let (inputs, sources) = check_inputs(&manifest.inputs, &loaded, &options.inputs)?;
     let mut report = VerifyReport {
         schema_version: SCHEMA_VERSION,
         identical: false,
@@ -439,15 +448,20 @@ fn check_member(container: &Path, record: &OutputRecord, sha256: &[u8; 32], size
 /// Checks every input; returns the checks and, for the inputs found, where to read them (by role).
 fn check_inputs(
     records: &[InputRecord],
-    recipe_dir: &Path,
+    loaded: &crate::recipe::LoadedRecipe,
     search: &[PathBuf],
 ) -> Result<(Vec<InputCheck>, BTreeMap<String, PathBuf>), VerifyError> {
+    // Each input is looked for where the recipe (not the untrusted manifest) puts it.
+    let recipe_paths: BTreeMap<String, String> = input_paths(&loaded.recipe).into_iter().collect();
     let mut checks = Vec::with_capacity(records.len());
     let mut sources = BTreeMap::new();
     let mut index: Option<BTreeMap<String, PathBuf>> = None;
     for record in records {
-        let at_recipe = recipe_dir.join(&record.path);
-        let actual = if at_recipe.is_file() { Some(hex::encode(hash_file(&at_recipe)?.0)) } else { None };
+        let at_recipe = recipe_paths.get(&record.role).map(|p| loaded.dir.join(p));
+        let actual = match at_recipe.as_ref().filter(|p| p.is_file()) {
+            Some(path) => Some(hex::encode(hash_file(path)?.0)),
+            None => None,
+        };
         let mut check = InputCheck {
             role: record.role.clone(),
             path: record.path.clone(),
@@ -457,7 +471,7 @@ fn check_inputs(
             actual_sha256: None,
             found_at: None,
         };
-        if actual.as_deref() == Some(record.sha256.as_str()) {
+        if let Some(at_recipe) = at_recipe.filter(|_| actual.as_deref() == Some(record.sha256.as_str())) {
             sources.insert(record.role.clone(), at_recipe);
         } else {
             let index = match &mut index {
@@ -488,10 +502,15 @@ fn index_inputs(dirs: &[PathBuf], records: &[InputRecord]) -> Result<BTreeMap<St
             fs_err::read_dir(&dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
         entries.sort();
         for path in entries {
-            let meta = fs_err::metadata(&path).map_err(|source| VerifyError::Io { path: path.clone(), source })?;
-            if meta.is_dir() {
+            // Symlinked directories are not descended into (no loops); symlinked files are hashed.
+            let link =
+                fs_err::symlink_metadata(&path).map_err(|source| VerifyError::Io { path: path.clone(), source })?;
+            if link.is_dir() {
                 pending.push(path);
-            } else if meta.is_file() && sizes.contains(&meta.len()) {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if meta.is_file() && sizes.contains(&meta.len()) {
                 let (digest, _) = hash_file(&path)?;
                 index.entry(hex::encode(digest)).or_insert(path);
             }

@@ -312,3 +312,17 @@ fn rejects_missing_target_and_bad_flags_as_usage_errors() {
     tree.run(&["verify", "m.json", "--inputs", "nodir"]).fails(2, &["--inputs `nodir` is not a directory"]);
     tree.run(&["verify"]).fails(2, &["<TARGET>"]);
 }
+
+#[test]
+fn rejects_manifest_recipe_path_outside_the_current_directory() {
+    let tree = Tree::standard();
+    tree.build(&[]).ok();
+    let text = String::from_utf8(tree.read("out/manifest.json")).unwrap();
+    let text = text.replace("\"path\": \"recipe.yaml\"", "\"path\": \"../../etc/passwd\"");
+    assert!(text.contains("../../etc/passwd"));
+    tree.write("out/manifest.json", text.as_bytes());
+    verify_in_src(&tree, &["../out/manifest.json"]).fails(
+        1,
+        &["error: the manifest's recipe path `../../etc/passwd` is absolute or climbs out of its tree with `..`"],
+    );
+}
