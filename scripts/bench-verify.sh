@@ -61,7 +61,7 @@ bin_, recipe, w, runs = os.environ["CVMFORGE_BIN"], os.environ["RECIPE"], os.env
 
 def timed(cmd):
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 out = os.path.join(w, "out")

@@ -353,18 +353,21 @@ fn load_published(target: &Path, limits: &Limits) -> Result<Published, VerifyErr
         return load_manifest_file(target, &mut file, len, &head[..got]);
     }
     let bundle_limits = Limits { max_entries: MAX_BUNDLE_MEMBERS, ..crate::diff::bundle_limits(limits) };
-    let stream = std::io::Cursor::new(head[..got].to_vec()).chain(std::io::BufReader::new(file));
-    let bundle = read_bundle(stream, Some(len), &bundle_limits)
+    // The bundle's own digest is computed in the same pass that reads its members.
+    let head = std::io::Cursor::new(head.get(..got).unwrap_or_default().to_vec());
+    let mut stream = HashingReader { inner: head.chain(std::io::BufReader::new(file)), hasher: Sha256::new(), len: 0 };
+    let bundle = read_bundle(&mut stream, Some(len), &bundle_limits)
         .map_err(|source| VerifyError::Bundle { path: target.to_path_buf(), source })?;
+    std::io::copy(&mut stream, &mut std::io::sink()).map_err(io)?;
+    let digest: [u8; 32] = stream.hasher.finalize().into();
     let bytes = bundle.member(MANIFEST_FILE).ok_or_else(|| VerifyError::NoManifest { path: target.to_path_buf() })?;
     let manifest = parse_manifest(target, bytes)?;
     check_bundle_members(target, &manifest, &bundle)?;
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let digest = hash_file(target)?;
     Ok(Published {
         manifest,
         manifest_bytes: bytes.to_vec(),
-        bundle: Some((name, hex::encode(digest.0), digest.1)),
+        bundle: Some((name, hex::encode(digest), stream.len)),
         explain_from: target.to_path_buf(),
         manifest_only: false,
     })
@@ -691,6 +694,23 @@ fn explain(published: &Published, out: &Path, limits: &Limits) -> Result<Vec<Fin
         out.to_path_buf()
     };
     Ok(diff_paths(&published.explain_from, &rebuilt, limits)?.findings)
+}
+
+/// Hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = buf.get(..n).unwrap_or_default();
+        self.hasher.update(read);
+        self.len = self.len.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        Ok(n)
+    }
 }
 
 /// SHA-256 and size of a file.
