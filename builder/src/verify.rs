@@ -4,7 +4,7 @@
 //! [`verify`] checks the publication against itself (every bundle member has the digest and size the manifest lists),
 //! checks the recipe and every input against the manifest's digests, rebuilds in a private temporary directory and
 //! compares every output, the manifest itself and every launch measurement. Differences are explained by the diff
-//! engine ([`crate::diff`]), see `docs/specs/reproducibility.md` ("Verification" and "Diagnosis").
+//! engine ([`crate::diff`]; `docs/specs/reproducibility.md`, "Diagnosis").
 //!
 //! Inputs are found at the recipe's own paths or, by SHA-256, in extra directories (`--inputs`). The build never runs
 //! in the user's tree: the recipe and its inputs are staged (hard-linked, else copied) into a temporary tree that
@@ -281,7 +281,16 @@ struct Published {
 
 /// Verifies a publication: see the module documentation.
 pub fn verify(options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-    let published = load_published(&options.target, &options.limits)?;
+    // With `--recipe`, the inputs are hashed while the bundle is read (both are a full pass over large files).
+    let (published, prehashed) = match &options.recipe {
+        Some(recipe) => std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| prehash(recipe));
+            let published = load_published(&options.target, &options.limits);
+            (published, hashing.join().unwrap_or_default())
+        }),
+        None => (load_published(&options.target, &options.limits), Prehashed::new()),
+    };
+    let published = published?;
     let manifest = &published.manifest;
     let recipe_path = match &options.recipe {
         Some(path) => path.clone(),
@@ -303,7 +312,7 @@ pub fn verify(options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
         actual_sha256: actual,
     };
     let loaded = Recipe::load(&recipe_path)?;
-    let (inputs, sources) = check_inputs(&manifest.inputs, &loaded, &options.inputs)?;
+    let (inputs, sources) = check_inputs(&manifest.inputs, &loaded, &options.inputs, &prehashed)?;
     let mut report = VerifyReport {
         schema_version: SCHEMA_VERSION,
         identical: false,
@@ -453,6 +462,7 @@ fn check_inputs(
     records: &[InputRecord],
     loaded: &crate::recipe::LoadedRecipe,
     search: &[PathBuf],
+    prehashed: &Prehashed,
 ) -> Result<(Vec<InputCheck>, BTreeMap<String, PathBuf>), VerifyError> {
     // Each input is looked for where the recipe (not the untrusted manifest) puts it.
     let recipe_paths: BTreeMap<String, String> = input_paths(&loaded.recipe).into_iter().collect();
@@ -462,7 +472,10 @@ fn check_inputs(
     for record in records {
         let at_recipe = recipe_paths.get(&record.role).map(|p| loaded.dir.join(p));
         let actual = match at_recipe.as_ref().filter(|p| p.is_file()) {
-            Some(path) => Some(hex::encode(hash_file(path)?.0)),
+            Some(path) => match prehashed.get(&record.role) {
+                Some((hashed, digest)) if hashed == path => Some(digest.clone()),
+                _ => Some(hex::encode(hash_file(path)?.0)),
+            },
             None => None,
         };
         let mut check = InputCheck {
@@ -492,6 +505,22 @@ fn check_inputs(
         checks.push(check);
     }
     Ok((checks, sources))
+}
+
+/// Digests (hex) of the recipe's inputs at the recipe's paths, by role, with the path hashed.
+type Prehashed = BTreeMap<String, (PathBuf, String)>;
+
+/// Hashes every input the recipe names that exists; anything unreadable is left to [`check_inputs`] to report.
+fn prehash(recipe: &Path) -> Prehashed {
+    let Ok(loaded) = Recipe::load(recipe) else { return Prehashed::new() };
+    input_paths(&loaded.recipe)
+        .into_iter()
+        .filter_map(|(role, rel)| {
+            let path = loaded.dir.join(rel);
+            let (digest, _) = hash_file(&path).ok()?;
+            Some((role, (path, hex::encode(digest))))
+        })
+        .collect()
 }
 
 /// Hashes the files under the `--inputs` directories whose size matches some input, indexed by SHA-256.
