@@ -260,6 +260,17 @@ fn rejects_bundle_whose_manifest_digest_does_not_match_a_member() {
         1,
         &[&format!("`cmdline` in `../forged.cvm.tar` does not match its manifest: sha256 {bad} (22 bytes), the manifest lists {good} (22 bytes)"), "hint: the publication contradicts its own manifest"],
     );
+    // A member the manifest does not list is refused too.
+    let mut tar = cvmforge::tar::TarWriter::new(Vec::new(), 0);
+    for name in ["cmdline", "firmware-snp.fd", "initrd.img", "kernel", "manifest.json", "zz-extra"] {
+        let content = if name == "zz-extra" { b"surprise".to_vec() } else { tree.read(&format!("out/{name}")) };
+        tar.add_file(name, 0o644, content.len() as u64, &mut &content[..]).unwrap();
+    }
+    tree.write("extra.cvm.tar", &tar.finish().unwrap());
+    verify_in_src(&tree, &["../extra.cvm.tar"]).fails(
+        1,
+        &["bundle `../extra.cvm.tar` and its manifest disagree: `zz-extra` is in the bundle but not in the manifest's outputs"],
+    );
     // A loose output beside a manifest is checked the same way.
     tree.write("out/cmdline", b"console=ttyS0 panic=-2");
     verify_in_src(&tree, &["../out/manifest.json"]).fails(1, &["`cmdline` in `../out` does not match its manifest"]);
