@@ -1,8 +1,8 @@
 //! `cvmforge inspect`: lists the initrd entries recorded in a build's `manifest.json` and its sealing-policy verdict
 //! with every violation and waiver.
 //!
-//! Inspecting an initrd or a bundle directly needs the archive reader and is not available yet; such paths are
-//! recognised by their first bytes and refused with a clear error.
+//! An initrd (plain, gzip or zstd newc) or a `.cvm.tar` bundle is read with the bounded archive readers of
+//! [`crate::unpack`] (nothing is extracted); for a bundle the policy verdict comes from its `manifest.json` member.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,17 +11,16 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{print_json, Hinted, Ui};
+use super::{print_json, Ui};
+use crate::unpack::{read_bundle, read_initrd, sniff, Container, EntryType, Limits};
 
 /// Version of the `--json` output.
 const SCHEMA_VERSION: u32 = 1;
-/// Offset of the `ustar` magic in a tar header (POSIX.1-1988 ustar header, field `magic`).
-const USTAR_MAGIC_OFFSET: usize = 257;
 
 /// Arguments of this subcommand.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A build's `manifest.json` (an initrd or `.cvm.tar` bundle is recognised but not readable yet).
+    /// A build's `manifest.json`, an initrd (plain, gzip or zstd newc cpio), or a `.cvm.tar` bundle.
     pub path: PathBuf,
 }
 
@@ -49,25 +48,36 @@ struct Output {
     /// The kernel modules report (`sealing.modules`, or a top-level `modules`), when there is one.
     #[serde(skip_serializing_if = "Value::is_null")]
     modules: Value,
+    /// For an initrd or a bundle: what the archive is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive: Option<ArchiveInfo>,
 }
 
-/// Reads the manifest and prints its entries and policy verdict.
+/// The archive itself (absent when a manifest is inspected).
+#[derive(Debug, Serialize)]
+struct ArchiveInfo {
+    /// `initrd` or `bundle`.
+    kind: &'static str,
+    /// `none`, `gzip`, `zstd` for an initrd; `none` for a bundle.
+    compression: &'static str,
+    /// SHA-256 of the file.
+    sha256: String,
+    /// Size of the file.
+    size: u64,
+}
+
+/// Reads the manifest, initrd or bundle and prints its entries and policy verdict.
 pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.path).with_context(|| format!("cannot read `{}`", args.path.display()))?;
-    if let Some(what) = archive_kind(&bytes) {
-        return Err(anyhow::Error::new(Hinted {
-            message: format!(
-                "`{}` looks like {what}: inspecting initrd/bundle files needs the archive reader (not merged yet)",
-                args.path.display()
-            ),
-            hint: "inspect the build's `manifest.json` instead (it lists every initrd entry and the sealing verdict)"
-                .into(),
-        }));
-    }
-    let manifest: Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("`{}` is not a manifest: not valid JSON", args.path.display()))?;
-    let output =
-        read_manifest(&manifest).with_context(|| format!("`{}` is not a cvmforge manifest", args.path.display()))?;
+    let bytes = fs_err::read(&args.path).with_context(|| format!("cannot read `{}`", args.path.display()))?;
+    let output = match sniff(&bytes) {
+        Container::Gzip | Container::Zstd | Container::Cpio => inspect_initrd(&args.path, &bytes)?,
+        Container::Tar => inspect_bundle(&args.path, &bytes)?,
+        Container::Other => {
+            let manifest: Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("`{}` is not a manifest: not valid JSON", args.path.display()))?;
+            read_manifest(&manifest).with_context(|| format!("`{}` is not a cvmforge manifest", args.path.display()))?
+        }
+    };
     if ui.json {
         print_json(&output)?;
     } else {
@@ -76,20 +86,79 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Recognises an initrd (compressed or plain newc cpio) or a tar bundle by its first bytes.
-fn archive_kind(bytes: &[u8]) -> Option<&'static str> {
-    const MAGICS: [(&[u8], &str); 5] = [
-        (b"\x1f\x8b", "a gzip-compressed initrd"),
-        (b"\x28\xb5\x2f\xfd", "a zstd-compressed initrd"),
-        (b"\xfd7zXZ\x00", "an xz-compressed initrd"),
-        (b"070701", "an uncompressed newc initrd"),
-        (b"070702", "an uncompressed newc initrd"),
-    ];
-    if let Some((_, what)) = MAGICS.iter().find(|(magic, _)| bytes.starts_with(magic)) {
-        return Some(what);
+fn inspect_initrd(path: &Path, bytes: &[u8]) -> anyhow::Result<Output> {
+    // Only digests are listed: keep no content in memory.
+    let limits = Limits { max_kept_entry: 0, max_kept_total: 0, ..Limits::default() };
+    let initrd = read_initrd(bytes, &limits).with_context(|| format!("cannot read initrd `{}`", path.display()))?;
+    let entries = initrd
+        .entries
+        .iter()
+        .map(|e| archive_row(&e.path, e.file_type, e.permissions(), e.size, &e.sha256, e.link_target.as_deref()))
+        .collect();
+    let archive = ArchiveInfo {
+        kind: "initrd",
+        compression: initrd.compression.algorithm(),
+        sha256: hex::encode(initrd.file_sha256),
+        size: initrd.file_size,
+    };
+    Ok(Output {
+        schema_version: SCHEMA_VERSION,
+        entries,
+        policy: Value::Null,
+        modules: Value::Null,
+        archive: Some(archive),
+    })
+}
+
+fn inspect_bundle(path: &Path, bytes: &[u8]) -> anyhow::Result<Output> {
+    let limits = crate::diff::bundle_limits(&Limits::default());
+    let bundle = read_bundle(bytes, u64::try_from(bytes.len()).ok(), &limits)
+        .with_context(|| format!("cannot read bundle `{}`", path.display()))?;
+    let entries = bundle
+        .entries
+        .iter()
+        .map(|e| archive_row(&e.path, e.file_type, e.mode & 0o7777, e.size, &e.sha256, e.link_target.as_deref()))
+        .collect();
+    let (policy, modules) = match bundle.member(crate::build::MANIFEST_FILE) {
+        Some(member) => {
+            let manifest: Value = serde_json::from_slice(member)
+                .with_context(|| format!("`{}`: member `manifest.json` is not valid JSON", path.display()))?;
+            let read = read_manifest(&manifest)
+                .with_context(|| format!("`{}`: member `manifest.json` is not a cvmforge manifest", path.display()))?;
+            (read.policy, read.modules)
+        }
+        None => (Value::Null, Value::Null),
+    };
+    let archive = ArchiveInfo {
+        kind: "bundle",
+        compression: "none",
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+        size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+    };
+    Ok(Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: Some(archive) })
+}
+
+/// One archive entry in the manifest's vocabulary (`file`, `directory`, `symlink`, `chardev`, ...).
+fn archive_row(path: &str, kind: EntryType, mode: u32, size: u64, sha256: &[u8; 32], target: Option<&str>) -> EntryRow {
+    let kind = match kind {
+        EntryType::Regular => "file",
+        EntryType::Directory => "directory",
+        EntryType::Symlink => "symlink",
+        EntryType::Hardlink => "hardlink",
+        EntryType::CharDevice => "chardev",
+        EntryType::BlockDevice => "blockdev",
+        EntryType::Fifo => "fifo",
+        EntryType::Socket => "socket",
+    };
+    let has_content = matches!(kind, "file" | "symlink");
+    EntryRow {
+        path: path.to_string(),
+        kind: kind.to_string(),
+        mode: format!("{mode:04o}"),
+        size,
+        sha256: has_content.then(|| hex::encode(sha256)),
+        target: target.map(str::to_string),
     }
-    let ustar = bytes.get(USTAR_MAGIC_OFFSET..USTAR_MAGIC_OFFSET + 5).is_some_and(|m| m == b"ustar");
-    ustar.then_some("a tar bundle")
 }
 
 /// Extracts the entries and the sealing section, naming the first field that is missing or of the wrong type.
@@ -106,7 +175,7 @@ fn read_manifest(manifest: &Value) -> anyhow::Result<Output> {
         Some(_) => anyhow::bail!("field `sealing` is not an object"),
     };
     let modules = policy.get("modules").or_else(|| manifest.get("modules")).cloned().unwrap_or(Value::Null);
-    Ok(Output { schema_version: SCHEMA_VERSION, entries, policy, modules })
+    Ok(Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: None })
 }
 
 fn entry_row(index: usize, entry: &Value) -> anyhow::Result<EntryRow> {
@@ -134,7 +203,17 @@ fn entry_row(index: usize, entry: &Value) -> anyhow::Result<EntryRow> {
 }
 
 fn render(path: &Path, output: &Output) -> String {
-    let mut out = format!("manifest: {}\n\n", path.display());
+    let mut out = match &output.archive {
+        None => format!("manifest: {}\n\n", path.display()),
+        Some(a) => format!(
+            "{}: {} ({} bytes, compression {}, sha256 {})\n\n",
+            a.kind,
+            path.display(),
+            a.size,
+            a.compression,
+            a.sha256
+        ),
+    };
     let width = output.entries.iter().map(|e| e.size.to_string().len()).max().unwrap_or(4).max(4);
     out.push_str(&format!("{:<9} {:<4} {:>width$}  {:<12}  PATH\n", "TYPE", "MODE", "SIZE", "SHA256"));
     for e in &output.entries {
@@ -142,7 +221,12 @@ fn render(path: &Path, output: &Output) -> String {
         let link = e.target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
         out.push_str(&format!("{:<9} {:<4} {:>width$}  {:<12}  {}{link}\n", e.kind, e.mode, e.size, sha, e.path));
     }
-    out.push_str(&format!("{} entries\n\n", output.entries.len()));
+    out.push_str(&format!("{} entries\n", output.entries.len()));
+    if output.archive.as_ref().is_some_and(|a| a.kind == "initrd") {
+        // An initrd carries no verdict: the manifest of its build does.
+        return out;
+    }
+    out.push('\n');
     out.push_str(&render_policy(&output.policy));
     out.push_str(&render_modules(&output.modules));
     out

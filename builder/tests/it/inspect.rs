@@ -1,4 +1,5 @@
-//! `cvmforge inspect` on a hand-written manifest (`tests/fixtures/inspect/`), and the inputs it refuses.
+//! `cvmforge inspect` on a hand-written manifest (`tests/fixtures/inspect/`), on a real build's initrd and bundle,
+//! and the inputs it refuses.
 
 // Test helpers outside #[test] functions: a panic here is a test failure, which is what we want.
 #![allow(clippy::unwrap_used)]
@@ -105,28 +106,82 @@ fn assert_fails(path: &Path, error: &str, hint: Option<&str>) {
 }
 
 #[test]
-fn rejects_initrd_and_bundle_until_the_archive_reader_is_merged() {
-    let dir = tempfile::tempdir().unwrap();
-    let hint = "inspect the build's `manifest.json` instead";
-    let initrd = dir.path().join("initrd.cpio.zst");
-    std::fs::write(&initrd, zstd::encode_all(&b"070701"[..], 3).unwrap()).unwrap();
-    let expected = format!(
-        "`{}` looks like a zstd-compressed initrd: inspecting initrd/bundle files needs the archive reader (not \
-         merged yet)",
-        initrd.display()
-    );
-    assert_fails(&initrd, &expected, Some(hint));
+fn lists_initrd_entries_matching_an_independent_newc_parse() {
+    let tree = crate::util::Tree::standard();
+    tree.build(&[]).ok();
+    let initrd = tree.path("out/initrd.img");
+    let out = inspect(&["--json"], &initrd);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["archive"]["kind"], "initrd");
+    assert_eq!(doc["archive"]["compression"], "gzip");
+    assert_eq!(doc["archive"]["sha256"], crate::util::sha256_hex(&tree.read("out/initrd.img")));
+    let reference = crate::util::parse_newc(&crate::util::gunzip(&tree.read("out/initrd.img")));
+    let entries = doc["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), reference.len());
+    for (row, e) in entries.iter().zip(&reference) {
+        assert_eq!(row["path"], e.name.as_str());
+        assert_eq!(row["mode"], format!("{:04o}", e.mode & 0o7777));
+        assert_eq!(row["size"], e.data.len() as u64);
+        let kind = match e.mode & 0o170000 {
+            0o040000 => "directory",
+            0o100000 => "file",
+            0o120000 => "symlink",
+            0o020000 => "chardev",
+            other => panic!("unexpected type {other:o}"),
+        };
+        assert_eq!(row["type"], kind, "{row}");
+        if matches!(kind, "file" | "symlink") {
+            assert_eq!(row["sha256"], crate::util::sha256_hex(&e.data));
+        }
+    }
+    let out = inspect(&[], &initrd);
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with(&format!("initrd: {} (", initrd.display())), "{stdout}");
+    assert!(stdout.contains("file      0640   13  "), "{stdout}");
+    assert!(stdout.contains("  srv/model.txt\n"), "{stdout}");
+    assert!(stdout.contains("symlink   0777   15  "), "{stdout}");
+    assert!(stdout.contains("  bin/server -> /usr/bin/server\n"), "{stdout}");
+    assert!(!stdout.contains("sealing policy"), "{stdout}");
+}
 
-    let cpio = dir.path().join("initrd.cpio");
-    std::fs::write(&cpio, b"07070100000001").unwrap();
-    assert_fails(&cpio, &format!("`{}` looks like an uncompressed newc initrd", cpio.display()), Some(hint));
+#[test]
+fn lists_bundle_members_and_the_manifest_policy_verdict() {
+    let tree = crate::util::Tree::standard();
+    tree.build(&[]).ok();
+    let bundle = tree.path("out/demo-0.1.0.cvm.tar");
+    let out = inspect(&["--json"], &bundle);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
+    assert_eq!(doc["archive"]["kind"], "bundle");
+    assert_eq!(doc["policy"], manifest["sealing"]);
+    assert!(doc["policy"]["verdict"].is_string(), "{doc}");
+    let names: Vec<&str> = doc["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cmdline", "firmware-snp.fd", "initrd.img", "kernel", "manifest.json"]);
+    for row in doc["entries"].as_array().unwrap() {
+        let name = row["path"].as_str().unwrap();
+        let loose = tree.read(&format!("out/{name}"));
+        assert_eq!((row["type"].as_str(), row["mode"].as_str()), (Some("file"), Some("0644")));
+        assert_eq!(row["size"], loose.len() as u64);
+        assert_eq!(row["sha256"], crate::util::sha256_hex(&loose));
+    }
+    let stdout = text(&inspect(&[], &bundle).stdout);
+    let verdict = manifest["sealing"]["verdict"].as_str().unwrap();
+    assert!(stdout.contains(&format!("5 entries\n\nsealing policy: {verdict}\n")), "{stdout}");
+}
 
-    let mut tar = vec![0u8; 1024];
-    tar[..9].copy_from_slice(b"manifest\0");
-    tar[257..263].copy_from_slice(b"ustar\0");
-    let bundle = dir.path().join("demo-1.0.cvm.tar");
-    std::fs::write(&bundle, tar).unwrap();
-    assert_fails(&bundle, &format!("`{}` looks like a tar bundle", bundle.display()), Some(hint));
+#[test]
+fn rejects_truncated_initrd_and_bundle() {
+    let tree = crate::util::Tree::standard();
+    tree.build(&[]).ok();
+    let initrd = tree.read("out/initrd.img");
+    tree.write("cut.img", &initrd[..initrd.len() / 2]);
+    assert_fails(&tree.path("cut.img"), &format!("cannot read initrd `{}`", tree.path("cut.img").display()), None);
+    let bundle = tree.read("out/demo-0.1.0.cvm.tar");
+    tree.write("cut.cvm.tar", &bundle[..bundle.len() / 2]);
+    let path = tree.path("cut.cvm.tar");
+    assert_fails(&path, &format!("cannot read bundle `{}`", path.display()), None);
 }
 
 #[test]

@@ -19,3 +19,4 @@ mod run;
 mod seal;
 mod sealed_build;
 mod sealing;
+mod verify;
