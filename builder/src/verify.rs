@@ -693,13 +693,15 @@ fn artifact(name: &str, a: Option<(String, u64)>, b: Option<(String, u64)>) -> A
 }
 
 fn compare_measurements(a: &crate::manifest::Measurements, b: &crate::manifest::Measurements) -> Vec<MeasurementCheck> {
-    let mut checks = Vec::new();
-    let records = [
-        ("snp", as_values(&a.snp), as_values(&b.snp)),
-        ("tdx", as_values(&a.tdx), as_values(&b.tdx)),
-    ];
-    for (platform, x, y) in records {
-        for i in 0..x.len().max(y.len()) {
+    let mut checks = compare_records("snp", &as_values(&a.snp), &as_values(&b.snp));
+    checks.extend(compare_records("tdx", &as_values(&a.tdx), &as_values(&b.tdx)));
+    checks
+}
+
+/// Compares one platform's records in manifest order.
+fn compare_records(platform: &str, x: &[serde_json::Value], y: &[serde_json::Value]) -> Vec<MeasurementCheck> {
+    (0..x.len().max(y.len()))
+        .map(|i| {
             let (expected, actual) = (x.get(i).cloned(), y.get(i).cloned());
             let status = match (&expected, &actual) {
                 (Some(e), Some(f)) if e == f => Status::Ok,
@@ -709,10 +711,9 @@ fn compare_measurements(a: &crate::manifest::Measurements, b: &crate::manifest::
             // Entries carry a unique name (`snp-shape0-vcpus4`); fall back to the position.
             let label = expected.as_ref().or(actual.as_ref()).and_then(|v| v.get("name")).and_then(|n| n.as_str());
             let name = label.map_or_else(|| format!("{platform}[{i}]"), str::to_owned);
-            checks.push(MeasurementCheck { name, status, expected, actual });
-        }
-    }
-    checks
+            MeasurementCheck { name, status, expected, actual }
+        })
+        .collect()
 }
 
 /// Measurement records as JSON values, so that both platforms compare the same way.
@@ -801,15 +802,12 @@ mod tests {
     }
 
     #[test]
-    fn measurements_compare_by_position() {
-        let a = crate::manifest::Measurements { snp: vec![serde_json::json!({"d": "1"})], tdx: vec![] };
-        let b = crate::manifest::Measurements {
-            snp: vec![serde_json::json!({"d": "2"})],
-            tdx: vec![serde_json::json!({"m": "x"})],
-        };
-        let checks = compare_measurements(&a, &b);
+    fn measurements_compare_by_position_and_name() {
+        let a = [serde_json::json!({"name": "snp-shape0-vcpus1", "d": "1"}), serde_json::json!({"d": "3"})];
+        let b = [serde_json::json!({"name": "snp-shape0-vcpus1", "d": "2"})];
+        let checks = compare_records("snp", &a, &b);
         let got: Vec<(&str, Status)> = checks.iter().map(|c| (c.name.as_str(), c.status)).collect();
-        assert_eq!(got, [("snp[0]", Status::Differs), ("tdx[0]", Status::Missing)]);
-        assert_eq!(compare_measurements(&a, &a)[0].status, Status::Ok);
+        assert_eq!(got, [("snp-shape0-vcpus1", Status::Differs), ("snp[1]", Status::Missing)]);
+        assert_eq!(compare_records("snp", &a, &a)[0].status, Status::Ok);
     }
 }
