@@ -1,5 +1,5 @@
 //! Integration tests of the `guest-init` binary outside a VM. The real boot is
-//! covered by `scripts/guest-smoke.sh` (QEMU), which needs a kernel.
+//! covered by `scripts/tests/boot.sh` (a real QEMU boot of the demo image), which needs a kernel.
 
 use std::process::Command;
 
