@@ -84,27 +84,9 @@ pub fn manifest_fields(fragment: &Result<QemuFragment, FragmentError>) -> BTreeM
     fields
 }
 
-/// The VMM that launches an SEV-SNP guest; only QEMU launches can be written as a QEMU command line.
-// TODO(lead): replace with `cvmforge_measure::snp::vmm_types::VmmType` (same variants) after merging `snp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SnpVmm {
-    /// QEMU with KVM.
-    Qemu,
-    /// Amazon EC2: the instance type fixes the launch, no command line.
-    Ec2,
-    /// Google Compute Engine: the machine type fixes the launch, no command line.
-    Gce,
-}
-
-impl fmt::Display for SnpVmm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SnpVmm::Qemu => "QEMU",
-            SnpVmm::Ec2 => "ec2",
-            SnpVmm::Gce => "gce",
-        })
-    }
-}
+/// The VMM that launches an SEV-SNP guest; only QEMU launches can be written as a QEMU command line (ec2 and gce
+/// instance types fix the launch themselves).
+pub use cvmforge_measure::snp::vmm_types::VmmType as SnpVmm;
 
 /// The SEV-SNP ID block and its authentication structure, as QEMU takes them (base64; see `cvmforge id-block`).
 #[derive(Debug, Clone, PartialEq, Eq)]

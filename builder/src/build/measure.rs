@@ -29,7 +29,7 @@ use thiserror::Error;
 mod tdx;
 
 use crate::manifest::{Measurements, PolicyRecord, SnpInputs, SnpMeasurement};
-use crate::qemu::{self, FragmentError, QemuFragment, SnpIdArgs, SnpLaunchShape, SnpVmm};
+use crate::qemu::{self, FragmentError, QemuFragment, SnpIdArgs, SnpLaunchShape};
 use crate::recipe::{LoadedRecipe, PolicyValue, SnpShape, VcpuCount};
 
 /// Largest vCPU count a shape may name: one manifest entry (and one ID block signature) each.
@@ -491,7 +491,7 @@ fn snp_entry(
         entry.guest_svn = Some(id.guest_svn);
     }
     let launch = SnpLaunchShape {
-        vmm: snp_vmm(shape.vmm),
+        vmm: shape.vmm,
         vcpus,
         vcpu_type: entry.vcpu_type.clone(),
         memory_bytes: shape.memory_bytes,
@@ -511,14 +511,6 @@ fn qemu_fields(fragment: &Result<QemuFragment, FragmentError>) -> QemuFields {
     match fragment {
         Ok(f) => (Some(f.args.clone()), Some(f.notes.clone()), None),
         Err(e) => (None, None, Some(e.to_string())),
-    }
-}
-
-fn snp_vmm(vmm: VmmType) -> SnpVmm {
-    match vmm {
-        VmmType::Qemu => SnpVmm::Qemu,
-        VmmType::Ec2 => SnpVmm::Ec2,
-        VmmType::Gce => SnpVmm::Gce,
     }
 }
 
@@ -557,7 +549,7 @@ mod tests {
     #[test]
     fn typed_qemu_fields_match_manifest_fields() {
         let shape = SnpLaunchShape {
-            vmm: SnpVmm::Ec2,
+            vmm: VmmType::Ec2,
             vcpus: 1,
             vcpu_type: None,
             memory_bytes: 1 << 30,
@@ -567,7 +559,7 @@ mod tests {
         };
         for fragment in [
             qemu::snp_fragment(&shape, "x"),
-            qemu::snp_fragment(&SnpLaunchShape { vmm: SnpVmm::Qemu, ..shape.clone() }, "x"),
+            qemu::snp_fragment(&SnpLaunchShape { vmm: VmmType::Qemu, ..shape.clone() }, "x"),
         ] {
             let mut entry = SnpMeasurement {
                 platform: String::new(),
