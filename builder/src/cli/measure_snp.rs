@@ -311,19 +311,24 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     if args.dump_vmsa && mode == Mode::Sev {
         return Err(usage("--dump-vmsa is not available in mode `sev`"));
     }
-    // Kernel and initrd are hashed on their own threads while this one reads the firmware.
-    let (kernel, ovmf, svsm) = std::thread::scope(|s| -> anyhow::Result<_> {
+    // Kernel and initrd are hashed on their own threads while this one reads the firmware and hashes its pages.
+    let (kernel, ovmf, page_digests, svsm) = std::thread::scope(|s| -> anyhow::Result<_> {
         let (initrd, append) = (given(&args.initrd), args.append.as_deref());
         let hashing = given(&args.kernel).map(|k| s.spawn(move || kernel_hashes(k, initrd, append)));
         let ovmf = fs_err::read(&args.ovmf);
+        let page_digests = match (&ovmf, mode.is_snp()) {
+            (Ok(bytes), true) => guest::firmware_page_digests(bytes),
+            _ => Vec::new(),
+        };
         let svsm = args.svsm.as_deref().filter(|_| mode == Mode::SnpSvsm).map(|p| fs_err::read(Path::new(p)));
         let kernel = match hashing {
             Some(h) => Some(h.join().map_err(|_| anyhow::anyhow!("bug: the kernel hashing thread panicked"))??),
             None => None,
         };
-        Ok((kernel, ovmf?, svsm.transpose()?))
+        Ok((kernel, ovmf?, page_digests, svsm.transpose()?))
     })?;
     let mut margs = SnpMeasurementArgs::new(mode, &ovmf, sig);
+    margs.ovmf_page_digests = Some(&page_digests);
     margs.kernel = kernel;
     margs.guest_features = wrap_u64(ints.features);
     margs.vmm = vmm;

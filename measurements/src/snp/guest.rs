@@ -120,6 +120,9 @@ pub struct SnpMeasurementArgs<'a> {
     pub svsm: Option<&'a [u8]>,
     /// Size of the OVMF variable store between SVSM and OVMF (`snp:svsm` only).
     pub vars_size: i128,
+    /// The SHA-384 of every 4 KiB page of `ovmf`, from [`firmware_page_digests`], when the caller computed them
+    /// ahead (for example while another thread hashes the kernel). Ignored unless it has one digest per page.
+    pub ovmf_page_digests: Option<&'a [Sha384]>,
 }
 
 impl<'a> SnpMeasurementArgs<'a> {
@@ -135,6 +138,7 @@ impl<'a> SnpMeasurementArgs<'a> {
             ovmf_hash: None,
             svsm: None,
             vars_size: 0,
+            ovmf_page_digests: None,
         }
     }
 }
@@ -287,10 +291,20 @@ impl Chain<'_> {
         }
     }
 
-    fn normal_pages(&mut self, gpa: u64, data: &[u8], region: Region) -> Result<(), GuestError> {
+    fn normal_pages(
+        &mut self,
+        gpa: u64,
+        data: &[u8],
+        region: Region,
+        prehashed: Option<&[Sha384]>,
+    ) -> Result<(), GuestError> {
         let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         Gctx::page_count(gpa, len).map_err(|error| GuestError::Pages { region, error })?;
-        for (page_gpa, digest) in (gpa..).step_by(PAGE_SIZE).zip(page_digests(data)) {
+        let digests = match prehashed {
+            Some(d) if d.len() == data.len().div_ceil(PAGE_SIZE) => d.to_vec(),
+            _ => page_digests(data),
+        };
+        for (page_gpa, digest) in (gpa..).step_by(PAGE_SIZE).zip(digests) {
             self.record(PageType::Normal, page_gpa, region, &digest);
         }
         Ok(())
@@ -303,6 +317,12 @@ impl Chain<'_> {
         }
         Ok(())
     }
+}
+
+/// The SHA-384 of every 4 KiB page of a firmware image, for [`SnpMeasurementArgs::ovmf_page_digests`]: the pages
+/// are independent of every other input, so a caller can hash them while the kernel and initrd are hashed elsewhere.
+pub fn firmware_page_digests(ovmf: &[u8]) -> Vec<Sha384> {
+    page_digests(ovmf)
 }
 
 /// SHA-384 of each 4 KiB page of `data`, on several threads for large images (pages are independent; only the
@@ -425,14 +445,24 @@ fn prefix(args: &SnpMeasurementArgs<'_>, log: Option<&mut Vec<PageUpdate>>) -> R
         }
         Mode::SnpOvmfHash => {
             let mut chain = Chain { gctx: Gctx::new(), log };
-            chain.normal_pages(fw.gpa().map_err(GuestError::Firmware)?, args.ovmf, Region::Firmware)?;
+            chain.normal_pages(
+                fw.gpa().map_err(GuestError::Firmware)?,
+                args.ovmf,
+                Region::Firmware,
+                args.ovmf_page_digests,
+            )?;
             Ok((Prefix::Snp(chain.gctx), VmsaPair { bsp: [0; PAGE_SIZE], ap: None }))
         }
         Mode::Snp => {
             let mut chain = Chain { gctx: Gctx::new(), log };
             match args.ovmf_hash {
                 Some(seed) => chain.gctx = Gctx::with_seed(seed),
-                None => chain.normal_pages(fw.gpa().map_err(GuestError::Firmware)?, args.ovmf, Region::Firmware)?,
+                None => chain.normal_pages(
+                    fw.gpa().map_err(GuestError::Firmware)?,
+                    args.ovmf,
+                    Region::Firmware,
+                    args.ovmf_page_digests,
+                )?,
             }
             metadata_pages(&mut chain, &fw, args.kernel.as_ref(), args.vmm, GuestError::Firmware)?;
             let pair = vmsa_pair(args, &fw, args.guest_features)?;
@@ -455,8 +485,8 @@ fn svsm_prefix(
     let svsm = Firmware::parse(svsm_bytes).map_err(GuestError::Svsm)?;
     let layout = SvsmLayout::new(&svsm, ovmf_gpa, args.vars_size).map_err(GuestError::Svsm)?;
     let mut chain = Chain { gctx: Gctx::new(), log };
-    chain.normal_pages(ovmf_gpa, args.ovmf, Region::Firmware)?;
-    chain.normal_pages(layout.gpa, svsm_bytes, Region::Svsm)?;
+    chain.normal_pages(ovmf_gpa, args.ovmf, Region::Firmware, args.ovmf_page_digests)?;
+    chain.normal_pages(layout.gpa, svsm_bytes, Region::Svsm, None)?;
     metadata_pages(&mut chain, &svsm, None, VmmType::Qemu, GuestError::Svsm)?;
     let page = SaveArea::svsm(layout.rip, args.vcpu_sig).to_page();
     Ok((Prefix::Snp(chain.gctx), VmsaPair { bsp: page, ap: Some(page) }))
