@@ -326,7 +326,9 @@ pub fn verify(options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
         return Ok(report);
     }
     let stage = tempfile::tempdir().map_err(|source| VerifyError::Stage { path: PathBuf::from("."), source })?;
-    let staged_recipe = stage_tree(stage.path(), &manifest.recipe.path, &recipe_bytes, &loaded, &sources)?;
+    let modules = published_module_sources(manifest);
+    let staged_recipe =
+        stage_tree(stage.path(), &manifest.recipe.path, &recipe_bytes, &loaded, &sources, modules.as_ref())?;
     let out = stage.path().join(".cvmforge-verify-out");
     let build_options = BuildOptions {
         recipe: staged_recipe,
@@ -559,6 +561,7 @@ fn stage_tree(
     recipe_bytes: &[u8],
     loaded: &crate::recipe::LoadedRecipe,
     sources: &BTreeMap<String, PathBuf>,
+    modules: Option<&BTreeSet<String>>,
 ) -> Result<PathBuf, VerifyError> {
     let staged_recipe = confined(stage, Path::new(recipe_rel), "recipe path", recipe_rel)?;
     let recipe_dir = staged_recipe.parent().unwrap_or(stage).to_path_buf();
@@ -569,12 +572,26 @@ fn stage_tree(
         let dest = confined(stage, &recipe_dir.strip_prefix(stage).unwrap_or(Path::new("")).join(path), role, path)?;
         link_or_copy(source, &dest)?;
     }
-    if let Some(modules) = &loaded.recipe.kernel.modules {
-        let rel = recipe_dir.strip_prefix(stage).unwrap_or(Path::new("")).join(&modules.tree);
-        let dest = confined(stage, &rel, "kernel.modules.tree", &modules.tree)?;
-        copy_tree(&loaded.dir.join(&modules.tree), &dest)?;
+    if let Some(spec) = &loaded.recipe.kernel.modules {
+        let rel = recipe_dir.strip_prefix(stage).unwrap_or(Path::new("")).join(&spec.tree);
+        let dest = confined(stage, &rel, "kernel.modules.tree", &spec.tree)?;
+        let from = loaded.dir.join(&spec.tree);
+        copy_tree(&from, &from, &dest, modules)?;
     }
     Ok(staged_recipe)
+}
+
+/// The module files (`source`, relative to `lib/modules/<release>`) the published manifest put into the initrd.
+/// Staging only those, and not the thousands of other modules of a distribution kernel package, keeps verify close to
+/// the cost of a build; a rebuild that needs any other module then fails naming it.
+fn published_module_sources(manifest: &Manifest) -> Option<BTreeSet<String>> {
+    let list = manifest.sealing.get("modules")?.get("modules")?.as_array()?;
+    list.iter().map(|m| m.get("source").and_then(|s| s.as_str()).map(str::to_owned)).collect()
+}
+
+/// True for a kernel module file (`.ko`, possibly compressed).
+fn is_module_file(name: &str) -> bool {
+    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().any(|ext| name.ends_with(ext))
 }
 
 /// The recipe's input paths by role (the same roles the build records in the manifest).
@@ -631,20 +648,32 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), VerifyError> {
     fs_err::copy(from, to).map(drop).map_err(err)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<(), VerifyError> {
+/// Mirrors the tree `from` at `to` with hard links; with `wanted`, module files other than those listed are skipped.
+/// Directories are made only where a file is linked (`link_or_copy`): a distribution kernel has about a thousand.
+fn copy_tree(root: &Path, from: &Path, to: &Path, wanted: Option<&BTreeSet<String>>) -> Result<(), VerifyError> {
     let io = |source| VerifyError::Io { path: from.to_path_buf(), source };
-    fs_err::create_dir_all(to).map_err(|source| VerifyError::Stage { path: to.to_path_buf(), source })?;
     for entry in fs_err::read_dir(from).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();
         let meta = fs_err::metadata(&path).map_err(|source| VerifyError::Io { path: path.clone(), source })?;
         if meta.is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()))?;
-        } else if meta.is_file() {
+            copy_tree(root, &path, &to.join(entry.file_name()), wanted)?;
+        } else if meta.is_file() && is_wanted(root, &path, wanted) {
             link_or_copy(&path, &to.join(entry.file_name()))?;
         }
     }
     Ok(())
+}
+
+/// Whether `path` (under `root`) is staged: every file but modules that the manifest does not list.
+fn is_wanted(root: &Path, path: &Path, wanted: Option<&BTreeSet<String>>) -> bool {
+    let Some(wanted) = wanted else { return true };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if !is_module_file(name) {
+        return true;
+    }
+    let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
+    wanted.iter().any(|source| rel == *source || rel.ends_with(&format!("/{source}")))
 }
 
 /// Compares the listed outputs, then `manifest.json`, then the bundle (when one was given).
