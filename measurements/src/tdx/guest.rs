@@ -142,39 +142,67 @@ pub enum TdxError {
 }
 
 /// Computes the measurements.
+///
+/// MRTD, the firmware-volume scan that detects the LoadOptions layout, and the kernel's Authenticode digest are
+/// independent, so they run on their own threads; the results do not depend on the scheduling.
 pub fn measure(inputs: &TdxInputs<'_>) -> Result<TdxMeasurement, TdxError> {
     let descriptor = Descriptor::parse(inputs.firmware)?;
-    let mrtd = mrtd::compute(&descriptor, inputs.firmware, inputs.page_order);
-    let secure_boot = secure_boot_keys(inputs.firmware, &descriptor)?;
-    let mut m = TdxMeasurement {
-        mrtd,
-        page_order: inputs.page_order,
-        rtmr0: None,
-        rtmr1: None,
-        rtmr2: None,
-        rtmr3: Sha384Digest::ZERO,
-        layout: None,
-        patching: inputs.patching,
-        secure_boot,
-        warnings: Vec::new(),
-    };
-    let Some(kernel) = inputs.kernel else { return Ok(m) };
+    std::thread::scope(|s| {
+        let mrtd = s.spawn(|| mrtd::compute(&descriptor, inputs.firmware, inputs.page_order));
+        let detection = match (inputs.kernel, inputs.layout) {
+            (Some(_), None) => Some(s.spawn(|| detect_layout(inputs.firmware))),
+            _ => None,
+        };
+        let kernel = measure_kernel(inputs, &descriptor);
+        let mrtd = join(mrtd);
+        let detected = detection.map(join).transpose();
+        let (secure_boot, kernel) = kernel?;
+        let mut m = TdxMeasurement {
+            mrtd,
+            page_order: inputs.page_order,
+            rtmr0: None,
+            rtmr1: None,
+            rtmr2: None,
+            rtmr3: Sha384Digest::ZERO,
+            layout: None,
+            patching: inputs.patching,
+            secure_boot,
+            warnings: Vec::new(),
+        };
+        let Some((authenticode, signed)) = kernel else { return Ok(m) };
+        if m.secure_boot.pk_enrolled && !signed {
+            m.warnings.push(Warning::UnsignedKernelUnderSecureBoot { microsoft_db: m.secure_boot.microsoft_db });
+        }
+        let layout = match (inputs.layout, detected?) {
+            (Some(layout), _) => LayoutDetection { layout, source: LayoutSource::Override },
+            (None, Some(detection)) => detection,
+            (None, None) => detect_layout(inputs.firmware)?,
+        };
+        m.rtmr1 = Some(replay(1, &rtmr1_events(authenticode)));
+        m.rtmr2 = Some(replay(2, &rtmr2_events(inputs.cmdline, inputs.initrd.map(|i| i.digest), layout.layout)));
+        m.layout = Some(layout);
+        Ok(m)
+    })
+}
+
+/// The Secure Boot keys of the firmware and, with a kernel, its Authenticode SHA-384 (as QEMU presents it) and
+/// whether it carries a signature.
+type KernelPart = (SecureBootKeys, Option<(Sha384Digest, bool)>);
+
+fn measure_kernel(inputs: &TdxInputs<'_>, descriptor: &Descriptor) -> Result<KernelPart, TdxError> {
+    let secure_boot = secure_boot_keys(inputs.firmware, descriptor)?;
+    let Some(kernel) = inputs.kernel else { return Ok((secure_boot, None)) };
     let pe = PeImage::parse(kernel)?;
-    if m.secure_boot.pk_enrolled && !pe.is_signed() {
-        m.warnings.push(Warning::UnsignedKernelUnderSecureBoot { microsoft_db: m.secure_boot.microsoft_db });
-    }
     let authenticode = match inputs.patching {
         KernelPatching::Qemu { memory, .. } => {
             authenticode_sha384(&patch_kernel(kernel, memory, inputs.initrd.map(|i| i.size), inputs.cmdline)?)?
         }
         KernelPatching::Unmodified { .. } => authenticode_sha384(kernel)?,
     };
-    let layout = match inputs.layout {
-        Some(layout) => LayoutDetection { layout, source: LayoutSource::Override },
-        None => detect_layout(inputs.firmware)?,
-    };
-    m.rtmr1 = Some(replay(1, &rtmr1_events(authenticode)));
-    m.rtmr2 = Some(replay(2, &rtmr2_events(inputs.cmdline, inputs.initrd.map(|i| i.digest), layout.layout)));
-    m.layout = Some(layout);
-    Ok(m)
+    Ok((secure_boot, Some((authenticode, pe.is_signed()))))
+}
+
+/// Joins a worker thread, passing a panic on (the workers do not panic on any input; a panic is a bug).
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
