@@ -384,6 +384,15 @@ impl Manifest {
     }
 }
 
+/// Entry point of the `manifest` fuzz target: whatever `from_json` accepts must survive `to_json` unchanged.
+pub fn fuzz_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(manifest) = Manifest::from_json(text) {
+        let again = Manifest::from_json(&manifest.to_json());
+        assert_eq!(again.ok().as_ref(), Some(&manifest), "a parsed manifest must round-trip through to_json");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

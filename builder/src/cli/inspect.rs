@@ -19,6 +19,9 @@ const SCHEMA_VERSION: u32 = 1;
 
 /// Arguments of this subcommand.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  cvmforge inspect out/manifest.json          # entries and the sealing verdict\n  cvmforge inspect out/initrd.img             # what the initrd holds (gzip, zstd or plain newc)\n  cvmforge inspect demo-0.1.0.cvm.tar --json  # a published bundle, as JSON"
+)]
 pub struct Args {
     /// A build's `manifest.json`, an initrd (plain, gzip or zstd newc cpio), or a `.cvm.tar` bundle.
     pub path: PathBuf,
