@@ -32,33 +32,6 @@ fn tdx_firmware(dir: &Path) -> PathBuf {
     path
 }
 
-/// A minimal unsigned PE32+ image with a Linux setup header (`HdrS`, protocol 2.15) in its first section.
-fn synth_kernel() -> Vec<u8> {
-    let mut k = vec![0u8; 0x2000];
-    k[0..2].copy_from_slice(b"MZ");
-    k[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-    k[0x80..0x84].copy_from_slice(b"PE\0\0");
-    let coff = 0x84;
-    k[coff + 2..coff + 4].copy_from_slice(&1u16.to_le_bytes());
-    k[coff + 16..coff + 18].copy_from_slice(&240u16.to_le_bytes());
-    let opt = coff + 20;
-    k[opt..opt + 2].copy_from_slice(&0x20bu16.to_le_bytes());
-    k[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
-    k[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
-    let s = opt + 240;
-    k[s..s + 5].copy_from_slice(b".text");
-    k[s + 16..s + 20].copy_from_slice(&0x1e00u32.to_le_bytes());
-    k[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
-    k[0x202..0x206].copy_from_slice(b"HdrS");
-    k[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    k[0x211] = 1;
-    k[0x236] = 3;
-    for (i, b) in k.iter_mut().enumerate().skip(0x400) {
-        *b = (i % 251) as u8;
-    }
-    k
-}
-
 /// The Authenticode hash of `synth_kernel`, computed directly from its layout: everything except the checksum and
 /// the certificate-table entry (one section right after the headers, no trailing data).
 fn synth_authenticode(k: &[u8]) -> [u8; 48] {
@@ -107,7 +80,7 @@ fn mrtd_matches_both_reference_values() {
 fn rtmr1_and_rtmr2_for_a_synthetic_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let fw = tdx_firmware(dir.path());
-    let kernel = synth_kernel();
+    let kernel = crate::util::pe_kernel();
     let kpath = dir.path().join("vmlinuz");
     std::fs::write(&kpath, &kernel).unwrap();
     let initrd = dir.path().join("initrd");
@@ -162,7 +135,7 @@ fn no_initrd_gives_one_rtmr2_event_and_the_known_value() {
     let dir = tempfile::tempdir().unwrap();
     let fw = tdx_firmware(dir.path());
     let kpath = dir.path().join("vmlinuz");
-    std::fs::write(&kpath, synth_kernel()).unwrap();
+    std::fs::write(&kpath, crate::util::pe_kernel()).unwrap();
     let v = json(&cvmforge(&[
         "--json",
         "measure",
@@ -186,7 +159,7 @@ fn qemu_10_1_patching_depends_on_memory_as_the_spec_says() {
     let dir = tempfile::tempdir().unwrap();
     let fw = tdx_firmware(dir.path());
     let kpath = dir.path().join("vmlinuz");
-    std::fs::write(&kpath, synth_kernel()).unwrap();
+    std::fs::write(&kpath, crate::util::pe_kernel()).unwrap();
     let initrd = dir.path().join("initrd");
     std::fs::write(&initrd, vec![1u8; 100_000]).unwrap();
     let rtmr1 = |mem: &str| {
@@ -215,7 +188,7 @@ fn qemu_10_1_patching_depends_on_memory_as_the_spec_says() {
         assert_eq!(rtmr1(m), two, "{m}");
     }
     // Independent patch of the header for 2 GiB: (0x80000000 − 0x28000 − 1 − size) & ~0xfff.
-    let mut k = synth_kernel();
+    let mut k = crate::util::pe_kernel();
     k[0x210] = 0xb0;
     k[0x211] |= 0x80;
     k[0x224..0x226].copy_from_slice(&0xfe00u16.to_le_bytes());
@@ -262,7 +235,7 @@ fn rejects_usage_errors_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let fw = tdx_firmware(dir.path());
     let kpath = dir.path().join("vmlinuz");
-    std::fs::write(&kpath, synth_kernel()).unwrap();
+    std::fs::write(&kpath, crate::util::pe_kernel()).unwrap();
     let (fw, k) = (fw.to_str().unwrap(), kpath.to_str().unwrap());
     let no_memory = cvmforge(&["measure", "tdx", "--firmware", fw, "--kernel", k, "--qemu-version", "10.1"]);
     assert_eq!(no_memory.status.code(), Some(2));
@@ -281,7 +254,7 @@ fn cmdline_layout_override_changes_rtmr2() {
     let dir = tempfile::tempdir().unwrap();
     let fw = tdx_firmware(dir.path());
     let kpath = dir.path().join("vmlinuz");
-    std::fs::write(&kpath, synth_kernel()).unwrap();
+    std::fs::write(&kpath, crate::util::pe_kernel()).unwrap();
     let initrd = dir.path().join("initrd");
     std::fs::write(&initrd, b"x").unwrap();
     let v = json(&cvmforge(&[
