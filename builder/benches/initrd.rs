@@ -322,7 +322,7 @@ impl TextGen {
                 self.pending.push(b' ');
             }
             let r = self.rng.next();
-            if r % 17 == 0 {
+            if r.is_multiple_of(17) {
                 self.pending.extend_from_slice((r >> 20).to_string().as_bytes());
             } else {
                 // u^3 skews towards the front of the vocabulary, like word frequencies.

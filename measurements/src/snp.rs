@@ -6,6 +6,7 @@ pub mod gctx;
 pub mod guest;
 pub mod id_block;
 pub mod ovmf;
+pub mod page_digests;
 pub mod policy;
 pub mod sev_hashes;
 pub mod svsm;

@@ -108,7 +108,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
 /// Renders a byte count for QEMU (`-m`, `size=`): with the largest binary suffix that divides it exactly, or with
 /// QEMU's `B` (bytes) suffix. Always suffixed, since `-m 1024` would mean 1024 MiB.
 pub fn qemu_size(bytes: u64) -> String {
-    let unit = SIZE_UNITS.iter().rev().find(|(_, m)| bytes != 0 && bytes % m == 0);
+    let unit = SIZE_UNITS.iter().rev().find(|(_, m)| bytes != 0 && bytes.is_multiple_of(*m));
     match unit {
         Some((u, m)) => format!("{}{u}", bytes / m),
         None => format!("{bytes}B"),

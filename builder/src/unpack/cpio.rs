@@ -347,7 +347,7 @@ impl<R: Read> CpioReader<R> {
             self.offset += u64::try_from(zeros).unwrap_or(u64::MAX);
             if found {
                 // The kernel requires the next archive to start 4-byte aligned.
-                if self.offset % 4 != 0 {
+                if !self.offset.is_multiple_of(4) {
                     return Err(UnpackError::TrailingData { format: FORMAT, offset: self.offset });
                 }
                 return Ok(true);

@@ -164,7 +164,7 @@ impl Gctx<Updating> {
 
     /// Checks that `len` bytes from `gpa` are whole pages inside the address space; returns the page count.
     pub fn page_count(gpa: u64, len: u64) -> Result<u64, GctxError> {
-        if len % PAGE_SIZE as u64 != 0 {
+        if !len.is_multiple_of(PAGE_SIZE as u64) {
             return Err(GctxError::NotPageAligned { gpa, len });
         }
         gpa.checked_add(len).ok_or(GctxError::GpaOverflow { gpa, len })?;

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use crate::snp::gctx::{Gctx, GctxError, PageType, Sha384, PAGE_SIZE, VMSA_GPA};
 use crate::snp::ovmf::{Firmware, OvmfError, SectionType};
+use crate::snp::page_digests::page_digests;
 use crate::snp::sev_hashes::{KernelHashes, TableOffsetError};
 use crate::snp::svsm::SvsmLayout;
 use crate::snp::vmm_types::VmmType;
@@ -120,8 +121,9 @@ pub struct SnpMeasurementArgs<'a> {
     pub svsm: Option<&'a [u8]>,
     /// Size of the OVMF variable store between SVSM and OVMF (`snp:svsm` only).
     pub vars_size: i128,
-    /// The SHA-384 of every 4 KiB page of `ovmf`, from [`firmware_page_digests`], when the caller computed them
-    /// ahead (for example while another thread hashes the kernel). Ignored unless it has one digest per page.
+    /// The SHA-384 of every 4 KiB page of `ovmf`, when the caller computed them ahead with
+    /// [`PageDigestPool`](crate::snp::page_digests::PageDigestPool) (for example on the thread that finished hashing
+    /// the kernel). Ignored unless it has one digest per page.
     pub ovmf_page_digests: Option<&'a [Sha384]>,
 }
 
@@ -317,31 +319,6 @@ impl Chain<'_> {
         }
         Ok(())
     }
-}
-
-/// The SHA-384 of every 4 KiB page of a firmware image, for [`SnpMeasurementArgs::ovmf_page_digests`]: the pages
-/// are independent of every other input, so a caller can hash them while the kernel and initrd are hashed elsewhere.
-pub fn firmware_page_digests(ovmf: &[u8]) -> Vec<Sha384> {
-    page_digests(ovmf)
-}
-
-/// SHA-384 of each 4 KiB page of `data`, on several threads for large images (pages are independent; only the
-/// chain is sequential).
-fn page_digests(data: &[u8]) -> Vec<Sha384> {
-    const PARALLEL_FROM: usize = 1 << 20;
-    let pages: Vec<&[u8]> = data.chunks(PAGE_SIZE).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if data.len() < PARALLEL_FROM || threads < 2 {
-        return pages.iter().map(|p| Sha384::of(p)).collect();
-    }
-    let per = pages.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = pages
-            .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|p| Sha384::of(p)).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    })
 }
 
 /// Measures the metadata sections in the order the reference does (spec "Order", step 2).
@@ -638,14 +615,6 @@ mod tests {
         let args = SnpMeasurementArgs::new(Mode::Snp, &fw, 1);
         assert!(launch_digest(&args, 1).is_ok());
         assert_eq!(launch_digest(&args, 2), Err(GuestError::NoApResetEip { vcpus: 2 }));
-    }
-
-    #[test]
-    fn parallel_page_hashing_equals_serial() {
-        let data: Vec<u8> = (0..(3 << 20) + 8192).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-        let serial: Vec<Sha384> = data.chunks(PAGE_SIZE).map(Sha384::of).collect();
-        assert_eq!(page_digests(&data), serial);
-        assert_eq!(page_digests(&data[..8192]), serial[..2]);
     }
 
     #[test]
