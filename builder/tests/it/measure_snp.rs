@@ -100,6 +100,34 @@ fn prints_the_reference_line() {
 }
 
 #[test]
+fn a_kernel_from_a_pipe_measures_like_the_file() {
+    // A pipe cannot be memory-mapped, so this takes the reading path of `builder/src/mapped.rs`.
+    use std::io::Write;
+    let env = Env::new();
+    let kernel = std::fs::read(env.path().join("kernel")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvmforge"))
+        .current_dir(env.path())
+        .args(["measure", "snp", "--vcpus", "2", "--vcpu-type", "EPYC-Milan", "--ovmf", "OVMF.amdsev.fd"])
+        .args(["--kernel", "/dev/stdin", "--initrd", "initrd", "--append", "console=ttyS0 é "])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&kernel));
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    // The same digest as `prints_the_reference_line` with the kernel as a file.
+    assert_eq!(
+        (o.status.code(), stdout(&o)),
+        (
+            Some(0),
+            "e5d18da1437227465a398dfd7c22020b257ee2139a60ab9e0e111cfb19f012e3b1905cdee2cff8d226d9c297f4c494bf\n".into()
+        )
+    );
+}
+
+#[test]
 fn ovmf_hash_mode_ignores_format_and_verbose() {
     let env = Env::new();
     // sev-snp-measure --mode snp:ovmf-hash --ovmf OVMF.fd --output-format base64 -v
