@@ -256,8 +256,12 @@ fn given(path: &Option<OsString>) -> Option<&Path> {
 
 /// SHA-256 of a kernel or initrd file.
 fn hash_file(path: &Path) -> anyhow::Result<Sha256Digest> {
-    let bytes = InputBytes::open(path)?;
-    let digest = sha256(&bytes);
+    sha256_unchanged(&InputBytes::open(path)?)
+}
+
+/// SHA-256 of an input, failing if the file changed while it was being hashed (so the check comes after).
+fn sha256_unchanged(bytes: &InputBytes) -> anyhow::Result<Sha256Digest> {
+    let digest = sha256(bytes);
     bytes.check_unchanged()?;
     Ok(digest)
 }
@@ -287,7 +291,7 @@ fn hash_inputs(args: &Opts, mode: Mode) -> anyhow::Result<HashedInputs> {
             let initrd = given(&args.initrd).map(hash_file).transpose();
             (initrd, pool.help())
         });
-        let kernel = kernel.as_ref().map(|bytes| bytes.check_unchanged().map(|()| sha256(bytes)));
+        let kernel = kernel.as_ref().map(sha256_unchanged);
         let mine = pool.help();
         let (initrd, theirs) = helper.join().map_err(|_| anyhow::anyhow!("bug: the initrd hashing thread panicked"))?;
         let (kernel, initrd) = (kernel.transpose()?, initrd?);
