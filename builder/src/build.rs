@@ -300,6 +300,14 @@ pub enum BuildError {
         /// The directory.
         path: PathBuf,
     },
+    /// `--force` was given, but the output directory is not one that cvmforge wrote, so it is not replaced.
+    #[error("refusing to replace `{}` with --force: {reason}; cvmforge replaces only an empty directory or an earlier output of its own", path.display())]
+    OutputNotOurs {
+        /// The directory.
+        path: PathBuf,
+        /// What was found there.
+        reason: String,
+    },
     /// The output path exists and is not a directory.
     #[error("output path `{}` exists and is not a directory", path.display())]
     OutputNotDirectory {

@@ -25,6 +25,16 @@ use crate::compress::CompressorInfo;
 /// The schema identifier this version writes and reads.
 pub const MANIFEST_SCHEMA: &str = "https://cvmforge.dev/manifest/v1";
 
+/// The largest `manifest.json` that any reader (and the build, as a writer) accepts. A manifest is a few hundred KiB
+/// at most; the bound keeps a hostile one from exhausting memory.
+pub const MAX_MANIFEST_SIZE: u64 = 64 << 20;
+
+/// Reads a `manifest.json` member of an output directory: a regular file (not a symlink), at most `cap` bytes, UTF-8.
+pub fn read_manifest_file(path: &std::path::Path, cap: u64) -> std::io::Result<String> {
+    let bytes = crate::regular_file::read_capped(path, cap)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("is not UTF-8"))
+}
+
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -386,7 +386,7 @@ fn load_published(target: &Path, limits: &Limits) -> Result<Published, VerifyErr
 
 fn load_manifest_file(target: &Path, file: &mut fs_err::File, len: u64, head: &[u8]) -> Result<Published, VerifyError> {
     // A manifest is a few hundred KiB at most; refuse to slurp something huge.
-    const MAX_MANIFEST: u64 = 64 << 20;
+    const MAX_MANIFEST: u64 = crate::manifest::MAX_MANIFEST_SIZE;
     if len > MAX_MANIFEST {
         let source = std::io::Error::other(format!("{len} bytes is too large for a manifest (limit {MAX_MANIFEST})"));
         return Err(VerifyError::Io { path: target.to_path_buf(), source });

@@ -41,9 +41,49 @@ pub(crate) fn check_target(target: &Path, force: bool) -> Result<Existing, Build
         fs::read_dir(target).map_err(|source| BuildError::Output { path: target.to_path_buf(), source })?;
     match entries.next() {
         None => Ok(Existing::Empty),
-        Some(_) if force => Ok(Existing::NonEmpty),
+        Some(_) if force => {
+            check_ours(target)?;
+            Ok(Existing::NonEmpty)
+        }
         Some(_) => Err(BuildError::OutputExists { path: target.to_path_buf() }),
     }
+}
+
+/// The largest `manifest.json` that `--force` reads to recognise an earlier output (the limit `verify` applies).
+const MAX_MANIFEST: u64 = crate::manifest::MAX_MANIFEST_SIZE;
+
+/// `--force` replaces (and so deletes) only what cvmforge wrote: a directory whose `manifest.json` has cvmforge's
+/// schema and which holds nothing but the regular files that manifest lists (its outputs and the bundle). Anything
+/// else (a signing key, a symlink, a foreign directory) is refused and named, so that nothing is deleted by mistake.
+fn check_ours(target: &Path) -> Result<(), BuildError> {
+    let refuse = |reason: String| BuildError::OutputNotOurs { path: target.to_path_buf(), reason };
+    let manifest_path = target.join("manifest.json");
+    let text = crate::manifest::read_manifest_file(&manifest_path, MAX_MANIFEST)
+        .map_err(|e| refuse(format!("it has no readable cvmforge `manifest.json` ({e})")))?;
+    let manifest = crate::manifest::Manifest::from_json(&text)
+        .map_err(|e| refuse(format!("its `manifest.json` is not a cvmforge manifest ({e})")))?;
+    let mut ours: std::collections::BTreeSet<String> = manifest.outputs.iter().map(|o| o.name.clone()).collect();
+    ours.insert("manifest.json".to_string());
+    ours.insert(format!("{}-{}.cvm.tar", manifest.recipe.name, manifest.recipe.version));
+    let entries = fs::read_dir(target).map_err(|source| BuildError::Output { path: target.to_path_buf(), source })?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| BuildError::Output { path: target.to_path_buf(), source })?;
+        let file_type = entry.file_type().map_err(|source| BuildError::Output { path: entry.path(), source })?;
+        names.push((entry.file_name(), file_type));
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, file_type) in names {
+        let shown = crate::display::untrusted(&name.to_string_lossy()).to_string();
+        let listed = name.to_str().is_some_and(|n| ours.contains(n));
+        if !listed {
+            return Err(refuse(format!("`{shown}` is not an output its manifest lists")));
+        }
+        if !file_type.is_file() {
+            return Err(refuse(format!("`{shown}` is not a regular file")));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to replace an output directory that holds the recipe or an input (`-o . --force` in the source tree).

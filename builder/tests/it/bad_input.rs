@@ -262,6 +262,40 @@ fn rejects_existing_non_empty_output_without_force() {
     assert_eq!(tree.read("out/keep-me"), b"precious");
 }
 
+/// Issue 11, item 3: `--force` deletes only what cvmforge wrote. A directory holding anything else (here the ID
+/// signing key beside an earlier output) is refused, the foreign file is named, and nothing is deleted.
+#[test]
+fn issue11_force_refuses_a_directory_cvmforge_did_not_write() {
+    let tree = Tree::standard();
+    tree.write("out/id-key.pem", b"-----BEGIN EC PRIVATE KEY-----");
+    tree.build(&["--force"])
+        .fails(1, &["refusing to replace `out` with --force", "no readable cvmforge `manifest.json`"]);
+    assert_eq!(tree.read("out/id-key.pem"), b"-----BEGIN EC PRIVATE KEY-----");
+
+    // An earlier output with a foreign file added to it: still refused, naming the file.
+    let tree = Tree::standard();
+    tree.build(&[]).ok();
+    tree.write("out/id-key.pem", b"key");
+    tree.build(&["--force"]).fails(1, &["`id-key.pem` is not an output its manifest lists"]);
+    assert_eq!(tree.read("out/id-key.pem"), b"key");
+
+    // A manifest that is a symlink to a real manifest elsewhere does not make a directory ours.
+    let tree = Tree::standard();
+    tree.build(&[]).ok();
+    std::fs::rename(tree.path("out"), tree.path("elsewhere")).unwrap();
+    std::fs::create_dir(tree.path("out")).unwrap();
+    std::os::unix::fs::symlink(tree.path("elsewhere/manifest.json"), tree.path("out/manifest.json")).unwrap();
+    tree.write("out/notes.txt", b"mine");
+    tree.build(&["--force"]).fails(1, &["is a symbolic link"]);
+    assert_eq!(tree.read("out/notes.txt"), b"mine");
+
+    // A manifest of another schema (or none) is not recognised either.
+    let tree = Tree::standard();
+    tree.write("out/manifest.json", b"{\"schema\": \"https://example.invalid/other\"}");
+    tree.build(&["--force"]).fails(1, &["is not a cvmforge manifest"]);
+    assert!(tree.path("out/manifest.json").exists());
+}
+
 #[test]
 fn rejects_command_that_is_not_in_the_initrd() {
     let tree = Tree::standard();
@@ -281,7 +315,7 @@ fn missing_recipe_is_a_usage_error() {
 fn rejects_force_that_would_delete_the_recipe_tree() {
     let tree = Tree::standard();
     tree.run(&["build", "src/recipe.yaml", "-o", "src", "--force"])
-        .fails(1, &["refusing to replace `src`: it contains"]);
+        .fails(1, &["refusing to replace `src` with --force", "no readable cvmforge `manifest.json`"]);
     assert_eq!(tree.read("src/recipe.yaml"), STANDARD_RECIPE.as_bytes());
     assert!(tree.path("src/inputs/vmlinuz").exists());
     let run = tree.run(&["build", "src/recipe.yaml", "-o", ".", "--force"]);

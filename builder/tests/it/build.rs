@@ -243,11 +243,14 @@ fn writes_a_lock_file_and_locked_builds_accept_it() {
 }
 
 #[test]
-fn force_replaces_an_existing_output_directory() {
+fn force_replaces_an_earlier_output() {
     let tree = Tree::standard();
-    tree.write("out/stale-file", b"old");
+    tree.build(&[]).ok();
+    let first = tree.list("out");
+    tree.recipe(&STANDARD_RECIPE.replace("version: 0.1.0", "version: 0.2.0"));
     tree.build(&["--force"]).ok();
-    assert!(!tree.path("out/stale-file").exists());
+    assert!(first.iter().any(|n| n.ends_with("0.1.0.cvm.tar")), "{first:?}");
+    assert!(tree.list("out").iter().all(|n| !n.ends_with("0.1.0.cvm.tar")), "the old bundle is gone");
     assert!(tree.path("out/manifest.json").exists());
     let leftovers: Vec<String> = tree.list("").into_iter().filter(|n| n.starts_with(".cvmforge")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
