@@ -34,7 +34,7 @@ use crate::unpack::{read_bundle, sniff, Container, Limits, UnpackError};
 pub const SCHEMA_VERSION: u32 = 1;
 /// A bundle holds a handful of members (the outputs and the manifest); more than this is not a cvmforge bundle and is
 /// refused before it can cost time or memory.
-const MAX_BUNDLE_MEMBERS: u64 = 64;
+pub(crate) const MAX_BUNDLE_MEMBERS: u64 = 64;
 /// Read buffer for hashing files.
 const HASH_BLOCK: usize = 128 * 1024;
 

@@ -4,6 +4,7 @@
 //! An initrd (plain, gzip or zstd newc) or a `.cvm.tar` bundle is read with the bounded archive readers of
 //! [`crate::unpack`] (nothing is extracted); for a bundle the policy verdict comes from its `manifest.json` member.
 
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -71,14 +72,24 @@ struct ArchiveInfo {
 
 /// Reads the manifest, initrd or bundle and prints its entries and policy verdict.
 pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
-    let bytes = fs_err::read(&args.path).with_context(|| format!("cannot read `{}`", args.path.display()))?;
-    let output = match sniff(&bytes) {
-        Container::Gzip | Container::Zstd | Container::Cpio => inspect_initrd(&args.path, &bytes)?,
-        Container::Tar => inspect_bundle(&args.path, &bytes)?,
+    let shown = u(&args.path.to_string_lossy());
+    let (mut file, head) = open_input(&args.path).with_context(|| format!("cannot read `{shown}`"))?;
+    let output = match sniff(&head) {
+        Container::Gzip | Container::Zstd | Container::Cpio => inspect_initrd(&args.path, file)?,
+        Container::Tar => inspect_bundle(&args.path, file)?,
         Container::Other => {
+            // Anything else must be a manifest, which has a size limit of its own.
+            let mut bytes = Vec::new();
+            let cap = crate::manifest::MAX_MANIFEST_SIZE;
+            (&mut file).take(cap + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read `{shown}`"))?;
+            if bytes.len() as u64 > cap {
+                anyhow::bail!(
+                    "`{shown}` is not an initrd or bundle, and is larger than a manifest may be ({cap} bytes)"
+                );
+            }
             let manifest: Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("`{}` is not a manifest: not valid JSON", args.path.display()))?;
-            read_manifest(&manifest).with_context(|| format!("`{}` is not a cvmforge manifest", args.path.display()))?
+                .with_context(|| format!("`{shown}` is not a manifest: not valid JSON"))?;
+            read_manifest(&manifest).with_context(|| format!("`{shown}` is not a cvmforge manifest"))?
         }
     };
     if ui.json {
@@ -89,10 +100,23 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect_initrd(path: &Path, bytes: &[u8]) -> anyhow::Result<Output> {
-    // Only digests are listed: keep no content in memory.
+/// Opens the file to inspect (the user's own symlink is followed; what it leads to must be a regular file, so that
+/// `/dev/zero` or a FIFO is refused at once) and reads the head that tells its kind; the file is then read from the
+/// start again, streamed.
+fn open_input(path: &Path) -> std::io::Result<(std::io::BufReader<std::fs::File>, Vec<u8>)> {
+    let file = crate::regular_file::open_regular(&std::fs::canonicalize(path)?)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut head = Vec::with_capacity(512);
+    (&mut reader).take(512).read_to_end(&mut head)?;
+    reader.seek(std::io::SeekFrom::Start(0))?;
+    Ok((reader, head))
+}
+
+fn inspect_initrd(path: &Path, file: impl Read) -> anyhow::Result<Output> {
+    // Only digests are listed: keep no content in memory. The archive is streamed, under the usual limits.
     let limits = Limits { max_kept_entry: 0, max_kept_total: 0, ..Limits::default() };
-    let initrd = read_initrd(bytes, &limits).with_context(|| format!("cannot read initrd `{}`", path.display()))?;
+    let initrd =
+        read_initrd(file, &limits).with_context(|| format!("cannot read initrd `{}`", u(&path.to_string_lossy())))?;
     let entries = initrd
         .entries
         .iter()
@@ -113,10 +137,16 @@ fn inspect_initrd(path: &Path, bytes: &[u8]) -> anyhow::Result<Output> {
     })
 }
 
-fn inspect_bundle(path: &Path, bytes: &[u8]) -> anyhow::Result<Output> {
-    let limits = crate::diff::bundle_limits(&Limits::default());
-    let bundle = read_bundle(bytes, u64::try_from(bytes.len()).ok(), &limits)
-        .with_context(|| format!("cannot read bundle `{}`", path.display()))?;
+fn inspect_bundle(path: &Path, file: std::io::BufReader<std::fs::File>) -> anyhow::Result<Output> {
+    // The same limits as `verify`: a bundle has at most a few members, each kept whole.
+    let limits =
+        Limits { max_entries: crate::verify::MAX_BUNDLE_MEMBERS, ..crate::diff::bundle_limits(&Limits::default()) };
+    let len = file.get_ref().metadata().map(|m| m.len()).ok();
+    let mut hashed = crate::unpack::io::HashCount::new(file);
+    let bundle = read_bundle(&mut hashed, len, &limits)
+        .with_context(|| format!("cannot read bundle `{}`", u(&path.to_string_lossy())))?;
+    let (bundle_sha256, bundle_size) =
+        hashed.finish().with_context(|| format!("cannot read bundle `{}`", u(&path.to_string_lossy())))?;
     let entries = bundle
         .entries
         .iter()
@@ -132,12 +162,8 @@ fn inspect_bundle(path: &Path, bytes: &[u8]) -> anyhow::Result<Output> {
         }
         None => (Value::Null, Value::Null),
     };
-    let archive = ArchiveInfo {
-        kind: "bundle",
-        compression: "none",
-        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
-        size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
-    };
+    let archive =
+        ArchiveInfo { kind: "bundle", compression: "none", sha256: hex::encode(bundle_sha256), size: bundle_size };
     Ok(Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: Some(archive) })
 }
 
@@ -205,13 +231,18 @@ fn entry_row(index: usize, entry: &Value) -> anyhow::Result<EntryRow> {
     })
 }
 
+/// Everything a listing shows comes from the file being inspected: escaped and bounded (see `display`).
+fn u(text: &str) -> String {
+    crate::display::untrusted(text).to_string()
+}
+
 fn render(path: &Path, output: &Output) -> String {
     let mut out = match &output.archive {
-        None => format!("manifest: {}\n\n", path.display()),
+        None => format!("manifest: {}\n\n", u(&path.to_string_lossy())),
         Some(a) => format!(
             "{}: {} ({} bytes, compression {}, sha256 {})\n\n",
             a.kind,
-            path.display(),
+            u(&path.to_string_lossy()),
             a.size,
             a.compression,
             a.sha256
@@ -221,8 +252,9 @@ fn render(path: &Path, output: &Output) -> String {
     out.push_str(&format!("{:<9} {:<4} {:>width$}  {:<12}  PATH\n", "TYPE", "MODE", "SIZE", "SHA256"));
     for e in &output.entries {
         let sha = e.sha256.as_deref().map_or("-", |s| s.get(..12).unwrap_or(s));
-        let link = e.target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
-        out.push_str(&format!("{:<9} {:<4} {:>width$}  {:<12}  {}{link}\n", e.kind, e.mode, e.size, sha, e.path));
+        let link = e.target.as_deref().map(|t| format!(" -> {}", u(t))).unwrap_or_default();
+        let (kind, mode, sha) = (u(&e.kind), u(&e.mode), u(sha));
+        out.push_str(&format!("{kind:<9} {mode:<4} {:>width$}  {sha:<12}  {}{link}\n", e.size, u(&e.path)));
     }
     out.push_str(&format!("{} entries\n", output.entries.len()));
     if output.archive.as_ref().is_some_and(|a| a.kind == "initrd") {
@@ -239,11 +271,11 @@ fn render_policy(policy: &Value) -> String {
     let Some(verdict) = policy.get("verdict").and_then(Value::as_str) else {
         return "sealing policy: not checked (the manifest has no sealing section)\n".into();
     };
-    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("?").to_string();
+    let text = |v: &Value, key: &str| u(v.get(key).and_then(Value::as_str).unwrap_or("?"));
     let list = |key: &str| policy.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut out = format!("sealing policy: {verdict}\n");
+    let mut out = format!("sealing policy: {}\n", u(verdict));
     if let Some(source) = policy.pointer("/kernel_config/source").and_then(Value::as_str) {
-        out.push_str(&format!("kernel config: {source}\n"));
+        out.push_str(&format!("kernel config: {}\n", u(source)));
     }
     let violations = list("violations");
     if !violations.is_empty() {
@@ -274,7 +306,7 @@ fn render_modules(modules: &Value) -> String {
     };
     let mut out = format!("kernel modules ({}, in load order):\n", list.len());
     for m in list {
-        let text = |key: &str| m.get(key).and_then(Value::as_str).unwrap_or("?").to_string();
+        let text = |key: &str| u(m.get(key).and_then(Value::as_str).unwrap_or("?"));
         out.push_str(&format!("  - {} -> {}\n", text("name"), text("dest")));
     }
     out

@@ -132,6 +132,9 @@ fn dispatch(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The most characters of one error line that are printed (a line quotes at most a few names and paths).
+const MAX_ERROR_CHARS: usize = 2048;
+
 /// Prints `error:`, each `caused by:`, and a `hint:` if one is attached; with `--json` also one JSON object on stdout.
 fn report_error(err: &anyhow::Error, ui: &Ui) {
     let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
@@ -140,12 +143,15 @@ fn report_error(err: &anyhow::Error, ui: &Ui) {
         .downcast_ref::<Hinted>()
         .or_else(|| err.chain().find_map(|c| c.downcast_ref::<Hinted>()))
         .map(|h| h.hint.clone());
-    eprintln!("error: {err}");
+    // Messages quote paths, names and values from untrusted input; escaping every line here (errors are one line
+    // each) keeps a hostile name from adding or hiding lines, whichever error carries it.
+    let shown = |text: &str| crate::display::untrusted_bounded(text, MAX_ERROR_CHARS).to_string();
+    eprintln!("error: {}", shown(&err.to_string()));
     for cause in &causes {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", shown(cause));
     }
     if let Some(hint) = &hint {
-        eprintln!("hint: {hint}");
+        eprintln!("hint: {}", shown(hint));
     }
     if ui.json {
         let doc = serde_json::json!({

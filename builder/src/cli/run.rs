@@ -27,10 +27,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Hinted, Ui, UsageError};
+use crate::display::untrusted;
 use crate::qemu::{
     is_kernel_panic, parse_duration, parse_size, shell_line, smoke_boot_args, Accel, PortForward, SmokeBoot,
     CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, QEMU_BINARY,
 };
+use crate::regular_file::read_capped;
 
 /// Version of the `--json` documents below; bumped on any incompatible change.
 const SCHEMA_VERSION: u32 = 1;
@@ -201,6 +203,9 @@ impl Image {
             (temp.path().to_path_buf(), Some((path.to_path_buf(), temp)))
         };
         let mut image = Image { dir, bundle, cmdline: String::new() };
+        for name in [KERNEL_FILE, INITRD_FILE, CMDLINE_FILE, MANIFEST_FILE] {
+            image.refuse_symlink(name)?;
+        }
         for name in [KERNEL_FILE, INITRD_FILE, CMDLINE_FILE] {
             image.require(name)?;
         }
@@ -214,6 +219,19 @@ impl Image {
             Some((path, _)) => format!("bundle `{}`", path.display()),
             None => format!("output directory `{}`", self.dir.display()),
         }
+    }
+
+    /// The members of an output directory are untrusted: a symlink (`cmdline -> /etc/shadow`) would make QEMU read,
+    /// and the guest receive, a file of the host. Only regular files are used.
+    fn refuse_symlink(&self, name: &str) -> anyhow::Result<()> {
+        let path = self.dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "`{}` is a symbolic link: `cvmforge run` uses only regular files from an image",
+                untrusted(&path.to_string_lossy())
+            );
+        }
+        Ok(())
     }
 
     fn require(&self, name: &str) -> anyhow::Result<()> {
@@ -237,7 +255,10 @@ impl Image {
 
     fn read_cmdline(&self) -> anyhow::Result<String> {
         let path = self.dir.join(CMDLINE_FILE);
-        let bytes = fs_err::read(&path)?;
+        // The kernel accepts at most 2 KiB, plus an optional trailing newline.
+        let cap = crate::recipe::MAX_CMDLINE_LEN as u64 + 1;
+        let bytes =
+            read_capped(&path, cap).with_context(|| format!("cannot read `{}`", untrusted(&path.to_string_lossy())))?;
         let text = String::from_utf8(bytes)
             .map_err(|e| anyhow::anyhow!("`{CMDLINE_FILE}` of the {} is not UTF-8: {e}", self.origin()))?;
         let text = text.strip_suffix('\n').unwrap_or(&text);
@@ -256,10 +277,11 @@ impl Image {
 
     fn manifest(&self) -> anyhow::Result<Option<Value>> {
         let path = self.dir.join(MANIFEST_FILE);
-        if !path.is_file() {
+        if std::fs::symlink_metadata(&path).is_err() {
             return Ok(None);
         }
-        let text = fs_err::read_to_string(&path)?;
+        let text = crate::manifest::read_manifest_file(&path, crate::manifest::MAX_MANIFEST_SIZE)
+            .with_context(|| format!("cannot read `{}`", untrusted(&path.to_string_lossy())))?;
         let value = serde_json::from_str(&text)
             .with_context(|| format!("`{MANIFEST_FILE}` of the {} is not valid JSON", self.origin()))?;
         Ok(Some(value))
@@ -381,8 +403,10 @@ fn render_commands(doc: &PrintedCommands) -> String {
     if doc.paths_are_bundle_members {
         out.push_str("# (file names are the bundle's members: extract it first, e.g. with `tar -xf`)\n");
     }
-    out.push_str(&doc.command_line);
-    out.push('\n');
+    match printable_line(&doc.command_line) {
+        Some(line) => out.push_str(&format!("{line}\n")),
+        None => out.push_str("# (not shown: an argument holds a control character; see `--json`)\n"),
+    }
     if !doc.manifest {
         out.push_str(&format!("# No `{MANIFEST_FILE}`: no measured shapes.\n"));
         return out;
@@ -394,13 +418,14 @@ fn render_commands(doc: &PrintedCommands) -> String {
     out.push_str("# Confidential launches of the measured shapes (run in the output directory):\n");
     for shape in &doc.shapes {
         let technology = if shape.technology == "snp" { "SEV-SNP" } else { "TDX" };
-        let name = shape.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        let name = shape.name.as_deref().map(|n| format!(" ({})", untrusted(n))).unwrap_or_default();
         out.push_str(&format!("# {technology} shape {}[{}]{name}:\n", shape.technology, shape.index));
         for note in &shape.notes {
-            out.push_str(&format!("#   note: {note}\n"));
+            out.push_str(&format!("#   note: {}\n", untrusted(note)));
         }
-        match &shape.command_line {
-            Some(line) => out.push_str(&format!("{line}\n")),
+        match shape.command_line.as_deref().map(printable_line) {
+            Some(Some(line)) => out.push_str(&format!("{line}\n")),
+            Some(None) => out.push_str("#   not shown: an argument holds a control character; see `--json`\n"),
             None => out.push_str("#   no QEMU command recorded for this shape\n"),
         }
     }
@@ -431,10 +456,14 @@ fn shape_command_line(shape: &Value) -> Option<String> {
         argv.extend(args);
         return Some(shell_line(&argv));
     }
-    match shape.get("qemu_command") {
-        Some(Value::String(line)) => Some(line.clone()),
-        other => string_array(other).map(|argv| shell_line(&argv)),
-    }
+    // A whole line as one string is never printed: it could hold anything, including a second command.
+    string_array(shape.get("qemu_command")).map(|argv| shell_line(&argv))
+}
+
+/// Human output echoes the manifest, which is untrusted: a line is printed only if it cannot spill into the next one
+/// (a newline inside quotes would still end a `#` comment or look like a second command).
+fn printable_line(line: &str) -> Option<&str> {
+    (!line.chars().any(char::is_control)).then_some(line)
 }
 
 /// A string, or an array of strings, as a list.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use super::{print_json, Hinted, Ui, UsageError};
 use crate::diff::short;
+use crate::diff::shown_line;
 use crate::verify::{verify, Status, VerifyError, VerifyOptions, VerifyReport};
 
 /// Findings printed in the text output (the JSON report has them all).
@@ -74,51 +75,58 @@ fn hint(err: VerifyError) -> anyhow::Error {
     anyhow::Error::new(err).context(Hinted { message, hint: hint.to_string() })
 }
 
+/// A value from the published manifest or bundle (untrusted), escaped and bounded for a line of output.
+fn u(text: &str) -> String {
+    crate::display::untrusted(text).to_string()
+}
+
 /// The text rendering: one line per item, then the explanation and the verdict.
 fn render(report: &VerifyReport) -> String {
     let mut out = String::new();
     let r = &report.recipe;
-    out.push_str(&format!("recipe       {:<7} {}", r.status.to_string(), r.path));
+    out.push_str(&format!("recipe       {:<7} {}", r.status.to_string(), u(&r.path)));
     if r.status != Status::Ok {
         out.push_str(&format!(": sha256 {} but the manifest lists {}", r.actual_sha256, r.expected_sha256));
     }
     out.push('\n');
     for i in &report.inputs {
-        out.push_str(&format!("input        {:<7} {} ({})", i.status.to_string(), i.role, i.path));
+        out.push_str(&format!("input        {:<7} {} ({})", i.status.to_string(), u(&i.role), u(&i.path)));
         match i.status {
             Status::Ok => {
                 if let Some(at) = &i.found_at {
-                    out.push_str(&format!(" found at {at}"));
+                    out.push_str(&format!(" found at {}", u(&at.to_string())));
                 }
             }
             Status::Differs => out.push_str(&format!(
                 ": sha256 {} but the manifest lists {}",
-                i.actual_sha256.as_deref().unwrap_or("-"),
-                i.expected_sha256
+                u(i.actual_sha256.as_deref().unwrap_or("-")),
+                u(&i.expected_sha256)
             )),
-            Status::Missing => {
-                out.push_str(&format!(": not found; expected sha256 {} ({} bytes)", i.expected_sha256, i.expected_size))
-            }
+            Status::Missing => out.push_str(&format!(
+                ": not found; expected sha256 {} ({} bytes)",
+                u(&i.expected_sha256),
+                i.expected_size
+            )),
         }
         out.push('\n');
     }
     for o in &report.outputs {
-        out.push_str(&format!("output       {:<7} {}", o.status.to_string(), o.name));
+        out.push_str(&format!("output       {:<7} {}", o.status.to_string(), u(&o.name)));
         if o.status != Status::Ok {
-            let side = |d: &Option<String>| d.as_deref().map_or("-".to_string(), short);
+            let side = |d: &Option<String>| u(&d.as_deref().map_or("-".to_string(), short));
             out.push_str(&format!(": sha256 {} vs rebuilt {}", side(&o.expected_sha256), side(&o.actual_sha256)));
         }
         out.push('\n');
     }
     for m in &report.measurements {
-        out.push_str(&format!("measurement  {:<7} {}\n", m.status.to_string(), m.name));
+        out.push_str(&format!("measurement  {:<7} {}\n", m.status.to_string(), u(&m.name)));
     }
     if !report.findings.is_empty() {
         out.push_str("\nwhy (published vs rebuilt):\n");
         for f in report.findings.iter().take(SHOWN_FINDINGS) {
-            out.push_str(&format!("  {}\n", f.headline()));
+            out.push_str(&format!("  {}\n", shown_line(&f.headline())));
             for line in f.detail_lines().iter().take(SHOWN_DETAIL) {
-                out.push_str(&format!("      {line}\n"));
+                out.push_str(&format!("      {}\n", shown_line(line)));
             }
         }
         if report.findings.len() > SHOWN_FINDINGS {

@@ -169,6 +169,14 @@ pub(crate) fn short(digest: &str) -> String {
     }
 }
 
+/// The most characters of one rendered line (a text diff of a 2 KiB command line fits).
+const MAX_LINE_CHARS: usize = 4096;
+
+/// One line of human output that may quote untrusted input.
+pub(crate) fn shown_line(line: &str) -> String {
+    crate::display::untrusted_bounded(line, MAX_LINE_CHARS).to_string()
+}
+
 /// The result of a comparison.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -184,12 +192,14 @@ impl Report {
     /// The human rendering: one line per finding, detail indented by four spaces.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
+        // Headlines and details quote names, paths and text from the two (untrusted) sides: each is one line,
+        // escaped and bounded, so that a hostile entry name cannot add or hide lines.
         for f in &self.findings {
-            out.push_str(&f.headline());
+            out.push_str(&shown_line(&f.headline()));
             out.push('\n');
             for line in f.detail_lines() {
                 out.push_str("    ");
-                out.push_str(line);
+                out.push_str(&shown_line(line));
                 out.push('\n');
             }
         }
@@ -344,7 +354,9 @@ fn load(path: &Path, limits: &Limits) -> Result<Input, DiffError> {
     if meta.is_dir() {
         return load_dir(path, limits).map(Input::Directory);
     }
-    let bytes = read_capped(path, meta.len(), limits)?;
+    // The path on the command line may be a symlink the user made; what it leads to must be a regular file.
+    let resolved = fs_err::canonicalize(path).map_err(io)?;
+    let bytes = read_capped(&resolved, meta.len(), limits)?;
     match detect(&bytes) {
         InputKind::Bundle => {
             let bundle = read_bundle(&bytes[..], u64::try_from(bytes.len()).ok(), &bundle_limits(limits))
@@ -364,17 +376,23 @@ fn read_capped(path: &Path, size: u64, limits: &Limits) -> Result<Vec<u8>, DiffE
     if size > limits.max_entry_size {
         return Err(DiffError::TooLarge { path: path.to_path_buf(), size, max: limits.max_entry_size });
     }
-    fs_err::read(path).map_err(|source| DiffError::Io { path: path.to_path_buf(), source })
+    crate::regular_file::read_capped(path, limits.max_entry_size)
+        .map_err(|source| DiffError::Io { path: path.to_path_buf(), source })
 }
 
-/// The regular files directly in an output directory (subdirectories are not part of a build's outputs).
+/// The regular files directly in an output directory (subdirectories are not part of a build's outputs). A member
+/// that is a symlink is refused: the directory is untrusted, and `cmdline -> /etc/shadow` must not be printed.
 fn load_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, Vec<u8>>, DiffError> {
     let io = |source| DiffError::Io { path: dir.to_path_buf(), source };
     let mut files = BTreeMap::new();
     for entry in fs_err::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();
-        let meta = fs_err::metadata(&path).map_err(|source| DiffError::Io { path: path.clone(), source })?;
+        let meta = fs_err::symlink_metadata(&path).map_err(|source| DiffError::Io { path: path.clone(), source })?;
+        if meta.file_type().is_symlink() {
+            let source = std::io::Error::other("is a symbolic link; only regular files of an output are compared");
+            return Err(DiffError::Io { path, source });
+        }
         if meta.is_file() {
             let name = entry.file_name().to_string_lossy().into_owned();
             files.insert(name, read_capped(&path, meta.len(), limits)?);

@@ -20,7 +20,7 @@ mod compression;
 mod cpio;
 mod error;
 pub mod fuzzing;
-mod io;
+pub(crate) mod io;
 mod tar;
 
 pub use bundle::{read_bundle, Bundle};

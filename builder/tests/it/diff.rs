@@ -892,3 +892,37 @@ proptest! {
         }
     }
 }
+
+/// Issue 11, item 4: an entry name with a newline and escape sequences cannot add lines to the rendered diff.
+#[test]
+fn issue11_rendered_diff_escapes_entry_names() {
+    let hostile = |app: &[u8]| {
+        let mut w = CpioWriter::new(Vec::new(), EPOCH);
+        w.add_file("bin/x\nidentical\u{1b}[1A", 0o755, app.len() as u64, &mut &app[..]).unwrap();
+        w.finish().unwrap()
+    };
+    let report = diff(&hostile(b"one"), &hostile(b"two"));
+    let text = report.render_text();
+    assert!(!report.identical);
+    assert!(text.lines().all(|l| l != "identical" && !l.starts_with("identical")), "{text}");
+    assert!(text.contains("x\\nidentical\\u{1b}[1A"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+}
+
+/// Issue 11, item 5: `diff` never follows a symlink inside an output directory (`cmdline -> /etc/shadow`).
+#[test]
+fn issue11_diff_refuses_symlinked_output_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for side in [&a, &b] {
+        std::fs::create_dir(side).unwrap();
+        std::fs::write(side.join("kernel"), b"k").unwrap();
+    }
+    std::fs::write(dir.path().join("secret"), b"root:$6$hash:").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret"), b.join("cmdline")).unwrap();
+    std::fs::write(a.join("cmdline"), b"console=ttyS0").unwrap();
+    let err = diff_paths(&a, &b, &Limits::default()).unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+    assert!(chain.contains("cmdline") && chain.contains("is a symbolic link"), "{chain}");
+    assert!(!chain.contains("root:"), "{chain}");
+}

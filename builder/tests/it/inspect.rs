@@ -211,3 +211,35 @@ fn rejects_manifests_naming_the_bad_field() {
     assert_fails(&path, &format!("`{}` is not a manifest: not valid JSON", path.display()), None);
     assert_fails(&dir.path().join("absent.json"), "cannot read `", None);
 }
+
+/// Issue 11, item 10: a huge file or a device is refused at once with a message naming the limit, never read whole.
+#[test]
+fn issue11_refuses_devices_and_huge_files_without_reading_them() {
+    let out = inspect(&[], Path::new("/dev/zero"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not a regular file (it is a device)"), "{}", text(&out.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = dir.path().join("sparse.json");
+    std::fs::File::create(&sparse).unwrap().set_len(3 << 30).unwrap();
+    let out = inspect(&[], &sparse);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is larger than a manifest may be (67108864 bytes)"), "{}", text(&out.stderr));
+}
+
+/// Issue 11, item 4: names from the inspected file cannot add or hide lines in the listing.
+#[test]
+fn issue11_escapes_entry_names_and_policy_text() {
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture()).unwrap()).unwrap();
+    manifest["initrd"]["entries"][0]["path"] = "/bin\nfile      0755 1  000000000000  /usr/bin/trusted".into();
+    manifest["sealing"]["verdict"] = "sealed\u{1b}[2K\rsealed".into();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let out = inspect(&[], &path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.lines().any(|l| l.starts_with("file      0755 1 ")), "{stdout}");
+    assert!(stdout.contains("/bin\\nfile      0755 1  000000000000  /usr/bin/trusted\n"), "{stdout}");
+    assert!(stdout.contains("sealing policy: sealed\\u{1b}[2K\\rsealed\n"), "{stdout}");
+}

