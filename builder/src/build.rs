@@ -62,8 +62,10 @@ pub struct BuildOptions {
     pub force: bool,
     /// Compressor threads (>= 1); does not change the output bytes.
     pub jobs: usize,
-    /// Fail on any unwaived sealing-policy violation (`--strict`, or `sealing.strict` in the recipe).
+    /// Fail on any unwaived sealing-policy violation even if the recipe says `sealing.strict: false` (`--strict`).
     pub strict: bool,
+    /// Record unwaived violations instead of failing (`--allow-unsealed`); the default is to fail.
+    pub allow_unsealed: bool,
 }
 
 /// A stage of the build, for progress reporting.
@@ -444,7 +446,7 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
         output::check_not_inside(&options.output, read)?;
     }
     let bzimage = check_kernel(find(&inputs, "kernel")?)?;
-    let sealed = seal(&loaded, &root, &layout, &inputs, options.strict)?;
+    let sealed = seal(&loaded, &root, &layout, &inputs, options)?;
     layout.add_modules(&sealed.module_files).map_err(|problem| invalid(&loaded, problem))?;
     Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage, sealed, plan })
 }
@@ -548,7 +550,7 @@ fn seal(
     root: &Path,
     layout: &Layout,
     inputs: &[inputs::Input],
-    strict: bool,
+    options: &BuildOptions,
 ) -> Result<crate::sealing::SealOutcome, BuildError> {
     use crate::recipe::dest::{FileSource, Kind};
     use crate::sealing::{Content, ModuleTree, SealEntry, SealEntryKind, SealInputs};
@@ -602,7 +604,8 @@ fn seal(
             .zip(recipe.kernel.modules.as_ref())
             .map(|(tree, m)| ModuleTree { tree, load: &m.load }),
         sealing: &recipe.sealing,
-        strict,
+        strict: options.strict,
+        allow_unsealed: options.allow_unsealed,
     })?)
 }
 
@@ -747,6 +750,8 @@ mod tests {
             force: false,
             jobs: 2,
             strict: false,
+            // The fake kernel has no readable configuration: these tests are about the output, not the policy.
+            allow_unsealed: true,
         }
     }
 

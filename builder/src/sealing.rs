@@ -12,7 +12,8 @@
 //!    line and the kernel configuration (the `kernel.config` file, else the kernel's IKCONFIG, else reported as
 //!    unavailable) are checked; required options built as modules must have their module loaded
 //!    ([`crate::policy::Checker`]);
-//! 5. the recipe's waivers are applied; in strict mode any remaining violation fails the build, listing them all.
+//! 5. the recipe's waivers are applied; in strict mode (the default) any remaining violation fails the build,
+//!    listing them all.
 //!
 //! Failures of steps 1–3 are hard errors: the image would not boot. Policy violations are errors only in strict
 //! mode; otherwise they are recorded in the manifest's `sealing` section (verdict `violations`) and returned as
@@ -29,7 +30,8 @@
 //!     load: [virtio_net, sev-guest]      # with their dependencies; `-` and `_` are equal
 //!   config: ../build/demo/kernel.config  # optional; else IKCONFIG from the bzImage; else "unavailable"
 //! sealing:                   # optional -> SealingSpec
-//!   strict: false            # also set by `cvmforge build --strict`
+//!   strict: true             # the default: any unwaived violation fails the build. `false` (or
+//!                            # `cvmforge build --allow-unsealed`) records them instead, with a loud warning
 //!   waivers:
 //!     - {item: CONFIG_KEXEC, reason: "stock Debian kernel; sealed kernel tracked in kernel-config/"}
 //! ```
@@ -71,10 +73,11 @@
 //!     modules: None,
 //!     sealing: &spec,
 //!     strict: false,
+//!     allow_unsealed: true, // the default (false) would fail on the shell
 //! })?;
 //! assert_eq!(outcome.policy.verdict, Verdict::Violations);
 //! assert_eq!(outcome.policy.violations[0].item, "sh");
-//! assert!(outcome.warnings[0].contains("remove `/bin/sh`"));
+//! assert!(outcome.warnings[1].contains("remove `/bin/sh`"));
 //! # Ok(()) }
 //! ```
 
@@ -116,9 +119,11 @@ pub struct ModulesSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealingSpec {
-    /// Fail the build on any unwaived violation (also set by `cvmforge build --strict`).
+    /// Fail the build on any unwaived violation. Absent means yes: a sealed-image builder fails closed. `false` is
+    /// the explicit opt-out (like `cvmforge build --allow-unsealed`); the manifest then records `strict: false` and
+    /// the verdict `violations`, and the build prints a loud warning.
     #[serde(default)]
-    pub strict: bool,
+    pub strict: Option<bool>,
     /// Accepted violations, each with a reason (see the module docs for item names).
     #[serde(default)]
     pub waivers: Vec<Waiver>,
@@ -186,8 +191,11 @@ pub struct SealInputs<'a> {
     pub modules: Option<ModuleTree<'a>>,
     /// `sealing:`.
     pub sealing: &'a SealingSpec,
-    /// `--strict` on the command line (strict if this or [`SealingSpec::strict`]).
+    /// `--strict` on the command line: strict whatever the recipe says.
     pub strict: bool,
+    /// `--allow-unsealed` on the command line: unwaived violations are recorded and warned about, not fatal (unless
+    /// `--strict` is also given).
+    pub allow_unsealed: bool,
 }
 
 /// A kernel module file to add to the initrd.
@@ -395,7 +403,7 @@ fn not_sealed_message(violations: &[Violation]) -> String {
 
 /// Runs every sealing check and stages the kernel modules (see the module docs).
 pub fn check(inputs: &SealInputs<'_>) -> Result<SealOutcome, SealError> {
-    let strict = inputs.strict || inputs.sealing.strict;
+    let strict = inputs.strict || (!inputs.allow_unsealed && inputs.sealing.strict.unwrap_or(true));
     let mut checker = Checker::new(KconfigPolicy::builtin(), inputs.sealing.waivers.clone())?;
     check_init(inputs.init)?;
     check_command(inputs.entries, inputs.command)?;
@@ -420,8 +428,16 @@ pub fn check(inputs: &SealInputs<'_>) -> Result<SealOutcome, SealError> {
     if strict && !policy.violations.is_empty() {
         return Err(SealError::NotSealed { violations: policy.violations });
     }
-    let mut warnings: Vec<String> =
-        policy.violations.iter().map(|v| format!("not sealed: `{}`: {} ({})", v.item, v.detail, remedy(v))).collect();
+    let mut warnings: Vec<String> = Vec::new();
+    if !policy.violations.is_empty() {
+        warnings.push(format!(
+            "THIS IMAGE IS NOT SEALED: {} policy violation(s) were allowed (--allow-unsealed or `sealing.strict: \
+             false`); the manifest records the verdict `violations`. Do not publish it as a sealed release.",
+            policy.violations.len()
+        ));
+    }
+    warnings
+        .extend(policy.violations.iter().map(|v| format!("not sealed: `{}`: {} ({})", v.item, v.detail, remedy(v))));
     warnings.extend(policy.warnings.iter().map(|w| format!("`{}`: {}", w.item, w.detail)));
     Ok(SealOutcome {
         init_modules: module_files.iter().map(|m| m.dest.clone()).collect(),

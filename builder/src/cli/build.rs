@@ -33,9 +33,14 @@ pub struct Args {
     /// Compression threads [default: the number of CPUs]; the output bytes do not depend on it.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
-    /// Fail the build on any sealing-policy violation that the recipe does not waive (also `sealing.strict`).
-    #[arg(long)]
+    /// Fail on any sealing-policy violation that the recipe does not waive, even if the recipe says
+    /// `sealing.strict: false` (failing is already the default).
+    #[arg(long, conflicts_with = "allow_unsealed")]
     pub strict: bool,
+    /// Build even if the image breaks the sealing policy: the violations are recorded in the manifest (verdict
+    /// `violations`) and a loud warning is printed. For development only; never publish such an image.
+    #[arg(long)]
+    pub allow_unsealed: bool,
 }
 
 /// Runs the build and prints the summary (or the [`BuildReport`] as JSON).
@@ -55,6 +60,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         force: args.force,
         jobs,
         strict: args.strict,
+        allow_unsealed: args.allow_unsealed,
     };
     let result = if ui.progress {
         let bar = Bar::new();

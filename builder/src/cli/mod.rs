@@ -145,7 +145,13 @@ fn report_error(err: &anyhow::Error, ui: &Ui) {
         .map(|h| h.hint.clone());
     // Messages quote paths, names and values from untrusted input; escaping every line here (errors are one line
     // each) keeps a hostile name from adding or hiding lines, whichever error carries it.
-    let shown = |text: &str| crate::display::untrusted_bounded(text, MAX_ERROR_CHARS).to_string();
+    // A message of several lines (the sealing verdict lists each violation) keeps its lines, each escaped, and every
+    // line after the first is indented, so that nothing inside a message can pass for a line of its own.
+    let shown = |text: &str| {
+        let lines: Vec<String> =
+            text.split('\n').map(|l| crate::display::untrusted_bounded(l, MAX_ERROR_CHARS).to_string()).collect();
+        lines.join("\n    ")
+    };
     eprintln!("error: {}", shown(&err.to_string()));
     for cause in &causes {
         eprintln!("  caused by: {}", shown(cause));

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::util::{gunzip, parse_newc, unzstd, Tree, STANDARD_RECIPE};
+use crate::util::{gunzip, parse_newc, unzstd, Tree, STANDARD_RECIPE, UNSEALED_OPT_OUT};
 
 const RELEASE: &str = "6.1.0-test-amd64";
 const SEALED_CONFIG: &str = include_str!("../../../kernel-config/sealed-guest.config");
@@ -34,7 +34,7 @@ fn sealed_tree(extra_recipe: &str) -> Tree {
         &format!("src/kmod/lib/modules/{RELEASE}/kernel/drivers/virt/coco/sev-guest/sev-guest.ko"),
         &sev_guest_ko(),
     );
-    let recipe = STANDARD_RECIPE.replace(
+    let recipe = STANDARD_RECIPE.replace(UNSEALED_OPT_OUT, "").replace(
         "  cmdline: \"console=ttyS0 panic=-1\"\n",
         "  cmdline: \"console=ttyS0 panic=-1\"\n  modules: {tree: kmod, load: [sev-guest]}\n",
     );
@@ -74,16 +74,34 @@ fn rejects_unwaived_shell_in_strict_mode_with_the_fix() {
         "  symlinks: [{path: /bin/server, target: /usr/bin/server}]",
         "  symlinks: [{path: /bin/sh, target: /usr/bin/server}]",
     ));
-    // Not strict: the build succeeds, warns, and records the violation.
-    let run = tree.build(&[]).ok();
+    // Issue 11, item 1: strict is the default. The build fails, lists every violation with its fix, writes nothing.
+    tree.build(&[]).fails(
+        1,
+        &[
+            "the image is not sealed: 1 policy violation(s) and strict mode is on",
+            "fix: remove `/bin/sh` from the initrd, or add a waiver `{item: sh, reason: ...}` under sealing.waivers",
+        ],
+    );
+    assert!(!tree.path("out").exists(), "a refused build writes nothing");
+    // The explicit opt-out builds, warns loudly, and records the verdict and `strict: false`.
+    let run = tree.build(&["--allow-unsealed"]).ok();
+    assert!(
+        run.stderr.contains("warning: THIS IMAGE IS NOT SEALED: 1 policy violation(s) were allowed"),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains("warning: not sealed: `sh`: `/bin/sh` has the name of a forbidden program"),
         "{}",
         run.stderr
     );
     let m: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
-    assert_eq!(m["sealing"]["verdict"], "violations");
-    // Strict: the build fails and the error lists every violation with its fix.
+    assert_eq!((&m["sealing"]["verdict"], &m["sealing"]["strict"]), (&"violations".into(), &false.into()));
+    // The same through the recipe.
+    tree.recipe(&format!("{}sealing: {{strict: false}}\n", String::from_utf8(tree.read("src/recipe.yaml")).unwrap()));
+    let run = tree.build(&["--force"]).ok();
+    assert!(run.stderr.contains("warning: THIS IMAGE IS NOT SEALED"), "{}", run.stderr);
+    // --strict overrides the recipe's opt-out.
     tree.build(&["--strict", "--force"]).fails(
         1,
         &[
@@ -131,7 +149,7 @@ fn summary_prints_the_verdict_counts_and_modules() {
         "  symlinks: [{path: /bin/sh, target: /usr/bin/server}]",
     );
     tree.recipe(&with_sh);
-    let run = tree.build(&[]).ok();
+    let run = tree.build(&["--allow-unsealed"]).ok();
     assert!(
         run.stdout
             .contains("\nsealing:      violations (1 violation(s), 0 waiver(s) applied, kernel config: ikconfig)\n"),
@@ -152,7 +170,7 @@ fn summary_prints_the_verdict_counts_and_modules() {
         serde_json::from_str(&tree.run(&["build", "src/recipe.yaml", "-o", "out2", "--json"]).ok().stdout).unwrap();
     assert_eq!(
         report["sealing"],
-        serde_json::json!({"verdict": "sealed-with-waivers", "strict": false, "violations": 0, "waivers_applied": 1,
+        serde_json::json!({"verdict": "sealed-with-waivers", "strict": true, "violations": 0, "waivers_applied": 1,
             "kernel_config": "ikconfig", "modules": ["sev_guest"]})
     );
 }

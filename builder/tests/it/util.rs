@@ -82,7 +82,8 @@ pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// The default recipe of [`Tree::standard`].
-pub(crate) const STANDARD_RECIPE: &str = r#"# A test recipe.
+pub(crate) const STANDARD_RECIPE: &str = concat!(
+    r#"# A test recipe.
 name: demo
 version: 0.1.0
 source_date_epoch: 1767225600
@@ -101,7 +102,21 @@ initrd:
   symlinks: [{path: /bin/server, target: /usr/bin/server}]
 firmware:
   snp: inputs/OVMF.amdsev.fd
-"#;
+"#,
+    "# The fake kernel has no readable configuration and the command line lacks lockdown: these tests are about the
+# outputs, so they opt out of the (default) strict sealing. `sealed_build.rs` tests the default.
+sealing:
+  strict: false
+"
+);
+
+/// The tail of [`STANDARD_RECIPE`] that opts out of strict sealing (removed by tests of the sealing default).
+pub(crate) const UNSEALED_OPT_OUT: &str =
+    "# The fake kernel has no readable configuration and the command line lacks lockdown: these tests are about the
+# outputs, so they opt out of the (default) strict sealing. `sealed_build.rs` tests the default.
+sealing:
+  strict: false
+";
 
 /// A temporary source tree holding a recipe and its inputs, plus room for outputs.
 pub(crate) struct Tree {
