@@ -10,7 +10,15 @@ use nix::fcntl::OFlag;
 /// Writes `cvmforge-init: {msg}` to `/dev/console` (falls back to stderr, which
 /// the kernel points at the console, while `/dev` is not yet mounted).
 pub(crate) fn write_line(msg: &str) {
-    let line = format!("cvmforge-init: {msg}\n");
+    write_raw(&format!("cvmforge-init: {msg}\n"));
+}
+
+/// Writes one relayed payload line (already prefixed and escaped by `relay`).
+pub(crate) fn write_payload_line(line: &str) {
+    write_raw(&format!("{line}\n"));
+}
+
+fn write_raw(line: &str) {
     // O_NOCTTY: PID 1 must not acquire the console as its controlling terminal.
     let console = OpenOptions::new().write(true).custom_flags(OFlag::O_NOCTTY.bits()).open("/dev/console");
     let written = match console {

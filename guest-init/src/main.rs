@@ -8,20 +8,31 @@
 //! 4. load the listed kernel modules in order ([`modules`]);
 //! 5. bring up lo and, with `cvm.net=` on the kernel command line ([`cmdline`]),
 //!    the first virtio NIC ([`net`]);
-//! 6. start the payload as the configured unprivileged user ([`payload`]);
-//! 7. reap zombies, forward SIGTERM/SIGINT to the payload;
-//! 8. when the payload exits, or on any error or panic: sync and power off.
+//! 6. lock the kernel (no more modules, no usermode helpers, hardening sysctls) and
+//!    make `/` read-only, nosuid, nodev ([`harden`]);
+//! 7. start the payload as the configured unprivileged user with no capability in any
+//!    set and `NO_NEW_PRIVS` ([`payload`]); its output goes through a pipe that init
+//!    relays to the console with a prefix ([`relay`]);
+//! 8. reap zombies; on SIGTERM/SIGINT (Ctrl-Alt-Del) or the ACPI power button
+//!    ([`button`]), send the payload SIGTERM, and SIGKILL after [`STOP_DEADLINE`];
+//! 9. when the payload exits, or on any error or panic: sync and power off.
 //!
 //! There is no shell, no rescue mode, and the console is never read.
 
+mod button;
 mod cmdline;
 mod config;
 mod console;
+mod harden;
 mod modules;
 mod mounts;
 mod net;
 mod payload;
 mod power;
+mod relay;
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -55,6 +66,8 @@ enum InitError {
     Net(#[from] net::NetError),
     #[error(transparent)]
     Payload(#[from] payload::PayloadError),
+    #[error("hardening failed")]
+    Harden(#[from] harden::HardenError),
     #[error("waiting for signals failed: {errno}")]
     Wait { errno: Errno },
 }
@@ -105,14 +118,42 @@ fn run() -> Result<String, InitError> {
     for line in net::bring_up(net)? {
         log!("{line}");
     }
-    let pid = payload::spawn(&config)?;
+    log_block_devices();
+    let mut buttons = button::open_power_buttons();
+    for (name, _) in &buttons {
+        log!("power button: /dev/input/{name}");
+    }
+    for line in harden::lock_kernel()? {
+        log!("{line}");
+    }
+    harden::seal_root()?;
+    log!("/ is read-only, nosuid, nodev (mode 0755)");
+    let (pid, output) = payload::spawn(&config)?;
     log!("started payload pid {pid}");
     if let Err(e) = payload::verify_credentials(pid, &config) {
         let _ = kill(pid, Signal::SIGKILL);
         return Err(e.into());
     }
-    log!("payload pid {pid} runs as uid {} gid {}, no groups, no capabilities", config.uid, config.gid);
-    supervise(&signals, pid)
+    log!(
+        "payload pid {pid} runs as uid {} gid {}, no groups, no capabilities in any set, NoNewPrivs 1",
+        config.uid,
+        config.gid
+    );
+    supervise(&signals, pid, relay::Relay::new(output), &mut buttons)
+}
+
+/// The block devices the guest sees (by name, from sysfs): the boot test reads this line to prove that a scratch
+/// disk was visible, so that "the disk is unchanged" means something. Nothing is ever mounted from them.
+fn log_block_devices() {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram"))
+        .collect();
+    names.sort();
+    log!("block devices: {}", if names.is_empty() { "none".to_string() } else { names.join(" ") });
 }
 
 /// Blocks the signals init handles and returns a signalfd for them.
@@ -136,30 +177,101 @@ fn read_limited(path: &'static str, limit: usize) -> Result<Vec<u8>, InitError> 
     Ok(buf)
 }
 
-/// Waits for signals: reaps every child, forwards SIGTERM/SIGINT; returns when the payload ends.
-fn supervise(signals: &SignalFd, payload: Pid) -> Result<String, InitError> {
+/// How long the payload has to exit after SIGTERM (a stop request) before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits for signals, payload output and the power button: reaps every child, relays output, and on a stop request
+/// (SIGTERM/SIGINT, the power button) sends the payload SIGTERM, then SIGKILL after [`STOP_DEADLINE`]. Returns when
+/// the payload ends.
+fn supervise(
+    signals: &SignalFd,
+    payload: Pid,
+    mut output: relay::Relay<std::io::PipeReader>,
+    buttons: &mut [(String, std::fs::File)],
+) -> Result<String, InitError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut deadline: Option<Instant> = None;
     loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let ms = at.saturating_duration_since(Instant::now()).as_millis().min(60_000);
+                PollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
+            }
+        };
+        let (signal_ready, output_ready, pressed) = {
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let output_fd = output.reader_fd();
+            if output.is_open() {
+                fds.push(PollFd::new(output_fd, PollFlags::POLLIN));
+            }
+            let first_button = fds.len();
+            fds.extend(buttons.iter().map(|(_, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN)));
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(errno) => return Err(InitError::Wait { errno }),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            let signal_ready = fds.first().is_some_and(ready);
+            let output_ready = output.is_open() && fds.get(1).is_some_and(ready);
+            let pressed: Vec<usize> = fds
+                .iter()
+                .enumerate()
+                .skip(first_button)
+                .filter(|(_, f)| ready(f))
+                .map(|(i, _)| i - first_button)
+                .collect();
+            (signal_ready, output_ready, pressed)
+        };
+        if output_ready {
+            output.pump(Instant::now(), &mut |line| console::write_payload_line(line));
+        }
+        for i in pressed {
+            if let Some((name, device)) = buttons.get_mut(i) {
+                if button::pressed(device) && deadline.is_none() {
+                    log!("power button ({name}): stopping the payload");
+                    deadline = Some(request_stop(payload, Signal::SIGTERM));
+                }
+            }
+        }
+        if deadline.is_some_and(|at| Instant::now() >= at) {
+            log!("payload pid {payload} did not exit within {} s; killing it", STOP_DEADLINE.as_secs());
+            let _ = kill(payload, Signal::SIGKILL);
+            deadline = Some(Instant::now() + STOP_DEADLINE);
+        }
+        if !signal_ready {
+            continue;
+        }
         let info = match signals.read_signal() {
             Ok(Some(info)) => info,
-            Ok(None) | Err(Errno::EINTR) => continue,
+            Ok(None) | Err(Errno::EINTR) | Err(Errno::EAGAIN) => continue,
             Err(errno) => return Err(InitError::Wait { errno }),
         };
         let signal = i32::try_from(info.ssi_signo).ok().and_then(|s| Signal::try_from(s).ok());
         match signal {
             Some(Signal::SIGCHLD) => {
                 if let Some(how) = reap(payload)? {
+                    // Relay what the payload wrote last.
+                    output.pump(Instant::now(), &mut |line| console::write_payload_line(line));
                     return Ok(how);
                 }
             }
             Some(s) if payload::FORWARDED.contains(&s) => {
                 log!("forwarding {} to payload pid {payload}", s.as_str());
-                if let Err(errno) = kill(payload, s) {
-                    log!("forwarding {} failed: {errno}", s.as_str());
-                }
+                let at = request_stop(payload, s);
+                deadline.get_or_insert(at);
             }
             _ => {}
         }
     }
+}
+
+/// Sends `signal` to the payload; returns when it must be gone.
+fn request_stop(payload: Pid, signal: Signal) -> Instant {
+    if let Err(errno) = kill(payload, signal) {
+        log!("sending {} failed: {errno}", signal.as_str());
+    }
+    Instant::now() + STOP_DEADLINE
 }
 
 /// Reaps all exited children; returns the payload's end if it was among them.

@@ -23,7 +23,8 @@ const NOSUID_NODEV_NOEXEC: MsFlags = NOSUID_NODEV.union(MsFlags::MS_NOEXEC);
 /// The mounts, in order. Only virtual filesystems; `/dev` is devtmpfs (needs
 /// `CONFIG_DEVTMPFS`), so device nodes come from the kernel, not the initrd.
 pub(crate) const MOUNTS: [MountSpec; 5] = [
-    MountSpec { fstype: "proc", target: "/proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
+    // hidepid: the payload sees no other process (init's included).
+    MountSpec { fstype: "proc", target: "/proc", flags: NOSUID_NODEV_NOEXEC, data: "hidepid=invisible" },
     MountSpec { fstype: "sysfs", target: "/sys", flags: NOSUID_NODEV_NOEXEC, data: "" },
     MountSpec {
         fstype: "devtmpfs",
@@ -31,8 +32,14 @@ pub(crate) const MOUNTS: [MountSpec; 5] = [
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
         data: "mode=0755",
     },
-    MountSpec { fstype: "tmpfs", target: "/tmp", flags: NOSUID_NODEV_NOEXEC, data: "mode=1777" },
-    MountSpec { fstype: "tmpfs", target: "/run", flags: NOSUID_NODEV, data: "mode=0755" },
+    // Every tmpfs is bounded in bytes and inodes: a payload cannot fill the guest's memory through them.
+    MountSpec {
+        fstype: "tmpfs",
+        target: "/tmp",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "mode=1777,size=16m,nr_inodes=4096",
+    },
+    MountSpec { fstype: "tmpfs", target: "/run", flags: NOSUID_NODEV, data: "mode=0755,size=1m,nr_inodes=256" },
 ];
 
 /// Why a mount failed.
@@ -77,6 +84,10 @@ mod tests {
         assert!(tmp.flags.contains(NOSUID_NODEV_NOEXEC));
         let run = MOUNTS.iter().find(|m| m.target == "/run").unwrap();
         assert_eq!(run.flags, NOSUID_NODEV);
+        for m in MOUNTS.iter().filter(|m| m.fstype == "tmpfs") {
+            assert!(m.data.contains("size=") && m.data.contains("nr_inodes="), "{m:?}");
+        }
+        assert!(MOUNTS[0].data.contains("hidepid="));
         // /proc first: later steps read /proc/cmdline; /dev before anything logs to /dev/console.
         assert_eq!(MOUNTS.map(|m| m.target), ["/proc", "/sys", "/dev", "/tmp", "/run"]);
     }

@@ -48,37 +48,85 @@ pub(crate) enum PayloadError {
     Credentials { field: &'static str, found: String, expected: String },
 }
 
-/// Starts the payload; returns its pid.
-pub(crate) fn spawn(config: &Config) -> Result<Pid, PayloadError> {
+/// Starts the payload; returns its pid and the read end of its output pipe (stdout and stderr; stdin is
+/// `/dev/null`). The payload never holds the console: see `relay`.
+pub(crate) fn spawn(config: &Config) -> Result<(Pid, std::io::PipeReader), PayloadError> {
     let (program, args) = config.command.split_first().ok_or_else(|| PayloadError::Spawn {
         program: String::new(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
     })?;
+    let spawn_error = |source| PayloadError::Spawn { program: program.clone(), source };
+    let (output, output_writer) = std::io::pipe().map_err(spawn_error)?;
     let (uid, gid) = (Uid::from_raw(config.uid), Gid::from_raw(config.gid));
     let mut command = Command::new(program);
-    command.args(args).env_clear().envs(&config.env).current_dir("/").stdin(Stdio::null());
+    command
+        .args(args)
+        .env_clear()
+        .envs(&config.env)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(output_writer.try_clone().map_err(spawn_error)?)
+        .stderr(output_writer);
     // SAFETY: `pre_exec` runs the closure in the forked child before exec. init is
     // single-threaded when it spawns (no thread is ever started), so no lock can be
     // held by another thread in the child; the closure allocates nothing and only
-    // makes the system calls sigprocmask, setgroups, setgid and setuid.
+    // makes the system calls sigprocmask, setsid, prctl, setgroups, setgid and setuid.
     #[allow(unsafe_code)]
     unsafe {
         command.pre_exec(move || drop_privileges(uid, gid).map_err(std::io::Error::from));
     }
-    let child = command.spawn().map_err(|source| PayloadError::Spawn { program: program.clone(), source })?;
+    let child = command.spawn().map_err(spawn_error)?;
     let pid = i32::try_from(child.id()).map_err(|_| PayloadError::Pid { pid: child.id() })?;
-    // Dropping `Child` neither waits nor kills; init reaps with waitpid(-1).
+    // Dropping `Child` neither waits nor kills; init reaps with waitpid(-1). The parent's copies of the write end
+    // were moved into `command`, which is dropped here, so the pipe ends when the payload closes it.
     drop(child);
-    Ok(Pid::from_raw(pid))
+    drop(command);
+    nix::fcntl::fcntl(&output, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+        .map_err(|errno| spawn_error(errno.into()))?;
+    Ok((Pid::from_raw(pid), output))
 }
 
-/// In the child: unblock all signals, then `setgroups([])`, `setgid`, `setuid`.
-/// The order matters: groups and gid can only be changed while still uid 0.
+/// `SECBIT_*` from `include/uapi/linux/securebits.h`: root gets no capabilities from exec (`NOROOT`), `setuid` away
+/// from root clears them (`NO_SETUID_FIXUP` stays off), `KEEP_CAPS` stays off, no ambient raise; each one locked.
+const SECUREBITS: nix::libc::c_ulong = (1 << 0) // NOROOT
+    | (1 << 1) // NOROOT_LOCKED
+    | (1 << 3) // NO_SETUID_FIXUP_LOCKED (off)
+    | (1 << 5) // KEEP_CAPS_LOCKED (off)
+    | (1 << 6) // NO_CAP_AMBIENT_RAISE
+    | (1 << 7); // NO_CAP_AMBIENT_RAISE_LOCKED
+
+/// `prctl(2)` with integer arguments.
+fn prctl(option: nix::libc::c_int, arg: nix::libc::c_ulong) -> Result<(), Errno> {
+    // SAFETY: every option used here takes integer arguments only; no pointer is passed.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        nix::libc::prctl(option, arg, 0 as nix::libc::c_ulong, 0 as nix::libc::c_ulong, 0 as nix::libc::c_ulong)
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// In the child: unblock all signals; a new session (no controlling terminal); lock the securebits; empty the
+/// capability bounding and ambient sets; then `setgroups([])`, `setgid`, `setuid` (groups and gid can only be
+/// changed while still uid 0), and `PR_SET_NO_NEW_PRIVS`, so that no setuid file or file capability can ever raise
+/// the payload's privileges again.
 fn drop_privileges(uid: Uid, gid: Gid) -> Result<(), Errno> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    nix::unistd::setsid()?;
+    prctl(nix::libc::PR_SET_SECUREBITS, SECUREBITS)?;
+    for cap in 0..64 {
+        match prctl(nix::libc::PR_CAPBSET_DROP, cap) {
+            Ok(()) => {}
+            // Past CAP_LAST_CAP of this kernel.
+            Err(Errno::EINVAL) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let clear_all = nix::libc::c_ulong::try_from(nix::libc::PR_CAP_AMBIENT_CLEAR_ALL).unwrap_or(4);
+    prctl(nix::libc::PR_CAP_AMBIENT, clear_all)?;
     setgroups(&[])?;
     setgid(gid)?;
-    setuid(uid)
+    setuid(uid)?;
+    prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1)
 }
 
 /// Checks `/proc/<pid>/status` against the configured uid/gid.
@@ -98,13 +146,15 @@ pub(crate) struct ProcStatus {
     pub(crate) gid: Vec<String>,
     /// Supplementary groups.
     pub(crate) groups: Vec<String>,
-    /// Effective, permitted and bounding-independent capability sets (hex).
+    /// Every capability set: inheritable, permitted, effective, bounding, ambient (hex).
     pub(crate) caps: BTreeMap<&'static str, String>,
     /// Blocked signal mask (hex).
     pub(crate) sig_blk: String,
+    /// `NoNewPrivs` (`1` once set).
+    pub(crate) no_new_privs: String,
 }
 
-const CAP_FIELDS: [&str; 3] = ["CapInh", "CapPrm", "CapEff"];
+const CAP_FIELDS: [&str; 5] = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"];
 
 /// Parses the `Uid`, `Gid`, `Groups`, `Cap*` and `SigBlk` lines.
 pub(crate) fn parse_status(text: &str, pid: i32) -> Result<ProcStatus, PayloadError> {
@@ -128,7 +178,7 @@ pub(crate) fn parse_status(text: &str, pid: i32) -> Result<ProcStatus, PayloadEr
     for name in CAP_FIELDS {
         caps.insert(name, one(name)?);
     }
-    Ok(ProcStatus { uid, gid, groups, caps, sig_blk: one("SigBlk")? })
+    Ok(ProcStatus { uid, gid, groups, caps, sig_blk: one("SigBlk")?, no_new_privs: one("NoNewPrivs")? })
 }
 
 /// Refuses anything but uid/gid exactly as configured, no groups, no capabilities, no blocked signals.
@@ -154,6 +204,9 @@ pub(crate) fn check_status(s: &ProcStatus, uid: u32, gid: u32) -> Result<(), Pay
     }
     if s.sig_blk.bytes().any(|b| b != b'0') {
         return wrong("SigBlk", s.sig_blk.clone(), "0".repeat(s.sig_blk.len()));
+    }
+    if s.no_new_privs != "1" {
+        return wrong("NoNewPrivs", s.no_new_privs.clone(), "1".into());
     }
     Ok(())
 }
@@ -187,7 +240,7 @@ mod tests {
              Uid:\t{uid}\nGid:\t{gid}\nFDSize:\t64\nGroups:\t{groups}\n\
              SigQ:\t0/1\nSigPnd:\t0000000000000000\nSigBlk:\t{sig_blk}\nSigIgn:\t0000000000000000\n\
              CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t{cap_eff}\n\
-             CapBnd:\t000001ffffffffff\n"
+             CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n"
         )
     }
 
@@ -210,6 +263,10 @@ mod tests {
             (status(U, U, "0 4", ZERO, ZERO), "Groups"),
             (status(U, U, "", "000001ffffffffff", ZERO), "CapEff"),
             (status(U, U, "", ZERO, "0000000000004000"), "SigBlk"),
+            // Issue 17: a full bounding set, an ambient capability, or NO_NEW_PRIVS unset refuse the payload too.
+            (status(U, U, "", ZERO, ZERO).replace("CapBnd:\t0000000000000000", "CapBnd:\t000001ffffffffff"), "CapBnd"),
+            (status(U, U, "", ZERO, ZERO).replace("CapAmb:\t0000000000000000", "CapAmb:\t0000000000000400"), "CapAmb"),
+            (status(U, U, "", ZERO, ZERO).replace("NoNewPrivs:\t1", "NoNewPrivs:\t0"), "NoNewPrivs"),
         ];
         for (text, want) in cases {
             let err = check_status(&parse_status(&text, 57).unwrap(), 65534, 65534).unwrap_err();

@@ -8,7 +8,12 @@
 #   3. Ctrl-Alt-Del on the monitor (guest-init turns it into SIGINT for the payload) makes the payload die and the VM
 #      power itself off: `cvmforge run` exits 0 and the console shows the init's "payload exited ... powering off";
 #   4. the console never shows a shell or login prompt;
-#   5. the scratch disk is unchanged (sha256), i.e. the image writes no disk state.
+#   5. the guest saw the scratch disk (guest-init logs `block devices: vda`), and it is unchanged (sha256), i.e. the
+#      image writes no disk state;
+#   6. guest-init reports its hardening (modules disabled, no usermode helper, no user namespaces, `/` read-only, no
+#      capability in any set, NoNewPrivs) and the payload's output comes through the relay;
+#   7. a second boot: the ACPI power button (`system_powerdown` on the monitor) stops the payload (SIGTERM) and the
+#      VM powers off.
 # Every wait is bounded; QEMU is always stopped at the end. Prints `N passed, N failed`; exits non-zero on a failure.
 #
 # Needs: scripts/setup.sh run first (build/demo, build/kernel), python3 (HTTP, JSON, the monitor socket, a free port).
@@ -217,6 +222,12 @@ else
 fi
 
 # --- 5. no disk state ----------------------------------------------------------------------------------------------
+# The check means something only if the guest saw the disk: guest-init logs the block devices it finds.
+if grep -q '^cvmforge-init: block devices: .*\bvda\b' "$console"; then
+  pass "the guest saw the scratch disk: $(grep '^cvmforge-init: block devices:' "$console")"
+else
+  fail "the guest did not see the scratch disk (no \"block devices: ... vda\" line), so its digest proves nothing"
+fi
 scratch_after=$(sha256sum "$scratch" | cut -d' ' -f1)
 if [ "$scratch_after" = "$scratch_before" ]; then
   pass "scratch disk unchanged (sha256 $scratch_after)"
@@ -224,4 +235,66 @@ else
   fail "scratch disk changed: sha256 $scratch_before before, $scratch_after after"
 fi
 
+# --- 6. the hardening guest-init reports before the payload starts ---------------------------------------------------
+for line in \
+  'cvmforge-init: set /proc/sys/kernel/modules_disabled = "1"' \
+  'cvmforge-init: set /proc/sys/kernel/modprobe = ""' \
+  'cvmforge-init: set /proc/sys/user/max_user_namespaces = "0"' \
+  'cvmforge-init: / is read-only, nosuid, nodev (mode 0755)' \
+  'no capabilities in any set, NoNewPrivs 1'; do
+  if grep -qF "$line" "$console"; then
+    pass "console: $line"
+  else
+    fail "console lacks \"$line\""
+  fi
+done
+if grep -q '^payload: summarize-server: listening' "$console"; then
+  pass "the payload's output reaches the console only through init's relay (\"payload: \" prefix)"
+else
+  fail "no relayed \"payload: \" line on the console"
+fi
+
+# --- 7. the ACPI power button (system_powerdown, virsh shutdown) stops the payload and powers off ----------------------
+"$bin" run "$work/out" --accel tcg --memory 1G --timeout 120s --monitor "$monitor" \
+  > "$work/run2.out" 2> "$work/console2.log" &
+run_pid=$!
+ready=
+deadline=$((SECONDS + 120))
+while [ $SECONDS -lt $deadline ] && kill -0 "$run_pid" 2>/dev/null; do
+  if grep -q '^payload: summarize-server: listening' "$work/console2.log"; then ready=1; break; fi
+  sleep 0.5
+done
+if [ -n "$ready" ]; then
+  python3 - "$monitor" <<'EOF' || fail "could not send system_powerdown to the monitor $monitor"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.recv(4096)
+s.sendall(b"system_powerdown\n")
+time.sleep(0.5)
+s.close()
+EOF
+fi
+status=
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
+  if ! kill -0 "$run_pid" 2>/dev/null; then
+    wait "$run_pid"
+    status=$?
+    run_pid=
+    break
+  fi
+  sleep 0.5
+done
+cleanup
+if [ "$status" = 0 ] && grep -q '^cvmforge-init: power button (event[0-9]*): stopping the payload' "$work/console2.log" \
+  && grep -q '^cvmforge-init: payload exited with signal SIGTERM; powering off' "$work/console2.log"; then
+  pass "system_powerdown: $(grep '^cvmforge-init: power button (' "$work/console2.log"), payload got SIGTERM, VM off"
+else
+  fail "system_powerdown did not stop the payload and power off (run status ${status:-still running}); console tail:"
+  tail -n 8 "$work/console2.log" | sed 's/^/    /'
+fi
+
 finish
+
