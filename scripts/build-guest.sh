@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the two programs that go inside a cvmforge image, statically linked and
+# Builds the programs that go inside a cvmforge image, statically linked and
 # reproducibly, and copies them to OUT_DIR:
 #   OUT_DIR/guest-init        (the image's /init)
 #   OUT_DIR/summarize-server  (the demo payload)
+#   OUT_DIR/probe             (a hostile payload for scripts/tests/probe.sh; never in a release image)
 #
 # usage: scripts/build-guest.sh OUT_DIR
 #
@@ -25,11 +26,11 @@ cargo_home=$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd)
 
 cd "$root"
 RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$root=/build --remap-path-prefix=$cargo_home=/cargo" \
-    cargo build --release --locked --target "$target" -p guest-init -p summarize-server
+    cargo build --release --locked --target "$target" -p guest-init -p summarize-server -p cvmforge-probe
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$out"
-for bin in guest-init summarize-server; do
+for bin in guest-init summarize-server probe; do
     src="$target_dir/$target/release/$bin"
     # rustc's +crt-static on gnu gives a static PIE: no PT_INTERP, no NEEDED libraries.
     if readelf -l "$src" | grep -q INTERP || readelf -d "$src" | grep -q NEEDED; then
@@ -39,4 +40,4 @@ for bin in guest-init summarize-server; do
     fi
     install -m 0755 "$src" "$out/$bin"
 done
-(cd "$out" && sha256sum guest-init summarize-server)
+(cd "$out" && sha256sum guest-init summarize-server probe)
