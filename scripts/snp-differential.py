@@ -111,6 +111,10 @@ def prepare_inputs(work: Path, rng: random.Random) -> dict:
     return files
 
 
+# With --count 240 every mode gets about 40 configurations; fewer than this many accepted means the inputs broke.
+MIN_ACCEPTED_PER_MODE = 5
+
+
 def random_config(i: int, rng: random.Random, files: dict, ovmf_hashes: dict) -> list:
     """One argument list; the first configurations walk every named vCPU type, mode and VMM deterministically."""
     mode = MODES[i % len(MODES)] if i < 40 else rng.choice(MODES + ["snp", "snp", "seves"])
@@ -203,6 +207,10 @@ def compare(i: int, args: list, reference: Path, ours: Path, work: Path):
     ref = run_one([str(reference)] + args, ref_dir)
     our = run_one([str(ours), "measure", "snp"] + args, our_dir)
     ref_ok, our_ok = ref[0] == 0, our[0] == 0
+    # Documented divergence (docs/NOTES.md): the reference measures 0 or negative vCPU counts (no VMSA page);
+    # cvmforge refuses them as a usage error, since no guest launches that way.
+    if not our_ok and our[0] == 2 and b"has a count below 1" in our[2]:
+        return ref_ok, None
     if ref_ok != our_ok:
         return ref_ok, (f"exit status: reference {ref[0]}, cvmforge {our[0]}\n  reference stderr: "
                 f"{ref[2].decode(errors='replace').strip()[-300:]}\n  cvmforge stderr: "
@@ -246,11 +254,20 @@ def main() -> int:
                 failed += 1
                 shown = " ".join(a.replace(str(work) + "/", "") for a in args)
                 print(f"FAIL #{i}: {shown}\n  {problem}")
-    print("accepted by the reference, per mode: " + ", ".join(
-        f"{m} {sum(1 for a, (ok, _) in zip(configs, results) if ok and a[1] == m)}" for m in MODES))
+    accepted = {m: sum(1 for a, (ok, _) in zip(configs, results) if ok and a[1] == m) for m in MODES}
+    print("accepted by the reference, per mode: " + ", ".join(f"{m} {n}" for m, n in accepted.items()))
     print(f"({refused} of the configurations are refused by the reference; cvmforge must refuse them too)")
+    # A comparison of two refusals proves nothing about digests: every mode must have been measured by both tools,
+    # and most configurations must be accepted (issue 16).
+    for mode, n in accepted.items():
+        if n < MIN_ACCEPTED_PER_MODE:
+            print(f"FAIL: only {n} configuration(s) of mode {mode} were accepted (at least {MIN_ACCEPTED_PER_MODE} needed)")
+            failed += 1
+    if len(configs) - refused < len(configs) // 2:
+        print(f"FAIL: only {len(configs) - refused} of {len(configs)} configurations were accepted by the reference")
+        failed += 1
     print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return 1 if failed or passed == 0 else 0
 
 
 if __name__ == "__main__":

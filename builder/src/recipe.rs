@@ -536,6 +536,9 @@ impl Recipe {
             let (line, column) = line_column(bytes, e.valid_up_to());
             RecipeError::NotUtf8 { path: path.to_path_buf(), line, column }
         })?;
+        // YAML allows a byte-order mark at the start of a stream (some editors write one); the recipe's digest still
+        // covers it, since it is taken over the file's bytes.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
             return Err(RecipeError::Empty { path: path.to_path_buf() });
         }

@@ -258,11 +258,17 @@ fn plan_snp(loaded: &LoadedRecipe, index: usize, shape: &SnpShape) -> Result<Snp
     let vmm: VmmType =
         shape.vmm_type.parse().map_err(|source| MeasureError::Vmm { field: field("vmm_type"), source })?;
     let memory = shape.memory.clone().unwrap_or_else(|| DEFAULT_SNP_MEMORY.to_owned());
-    let memory_bytes = qemu::parse_size(&memory).map_err(|_| MeasureError::BadValue {
-        field: field("memory"),
-        value: memory.clone(),
-        expected: "a size such as `2G` or `4096M`",
-    })?;
+    // Issue 11, item 13: a guest with no memory launches nowhere (the TDX shapes refuse it the same way).
+    let memory_bytes = match qemu::parse_size(&memory) {
+        Ok(bytes) if bytes > 0 => bytes,
+        _ => {
+            return Err(MeasureError::BadValue {
+                field: field("memory"),
+                value: memory.clone(),
+                expected: "a non-zero size such as `2G` or `4096M`",
+            })
+        }
+    };
     let policy = policy(&field("policy"), shape.policy.as_ref())?;
     if policy.debug_allowed() && !shape.allow_debug {
         return Err(MeasureError::DebugPolicy { field: field("policy"), policy: policy.bits() });

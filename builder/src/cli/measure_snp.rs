@@ -170,8 +170,15 @@ fn count(value: &str, n: i128) -> anyhow::Result<u32> {
     if n > MAX_VCPUS {
         return Err(UsageError(format!("argument --vcpus: `{value}` is more than {MAX_VCPUS} vCPUs")).into());
     }
-    // A negative count measures no VMSA page, as Python's range() of it is empty.
-    Ok(u32::try_from(n.max(0)).unwrap_or(0))
+    // sev-snp-measure accepts 0 and negative counts and measures no VMSA page; no guest launches that way, and a
+    // recipe refuses 0, so this is refused (docs/NOTES.md records the difference).
+    if n < 1 {
+        return Err(UsageError(format!(
+            "argument --vcpus: `{value}` has a count below 1; a guest has at least one vCPU"
+        ))
+        .into());
+    }
+    Ok(u32::try_from(n).unwrap_or(0))
 }
 
 fn parse_vcpus(value: &str) -> anyhow::Result<VcpuCounts> {
@@ -536,7 +543,11 @@ mod tests {
     #[test]
     fn vcpu_ranges_and_lists() {
         assert_eq!(parse_vcpus("4").unwrap(), VcpuCounts::One(4));
-        assert_eq!(parse_vcpus("-3").unwrap(), VcpuCounts::One(0));
+        // Issue 11, item 13: no 0-vCPU digest.
+        for bad in ["0", "-3", "0-4", "0,1"] {
+            let err = parse_vcpus(bad).unwrap_err().to_string();
+            assert!(err.contains("below 1") || err.contains("invalid value"), "{bad}: {err}");
+        }
         assert_eq!(parse_vcpus("1-3").unwrap(), VcpuCounts::Table(vec![1, 2, 3]));
         assert_eq!(parse_vcpus("1,2,8").unwrap(), VcpuCounts::Table(vec![1, 2, 8]));
         assert!(parse_vcpus("3-1").is_err());

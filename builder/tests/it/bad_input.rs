@@ -343,3 +343,23 @@ fn rejects_recipe_named_like_its_lock_file() {
     refused(&tree, run, &["ends in `.lock`; its lock file would overwrite it"]);
     assert_eq!(tree.read("src/recipe.lock"), STANDARD_RECIPE.as_bytes());
 }
+
+/// Issue 11, item 13: an SNP shape with no memory is refused at its field, like a TDX shape.
+#[test]
+fn issue11_rejects_snp_shape_with_zero_memory() {
+    let tree = Tree::standard();
+    tree.recipe(&format!("{STANDARD_RECIPE}measure:\n  snp:\n    - {{vcpus: 1, vcpu_type: EPYC-v4, memory: \"0\"}}\n"));
+    let run = tree.build(&[]);
+    refused(&tree, run, &["`measure.snp[0].memory` is `0`: expected a non-zero size such as `2G` or `4096M`"]);
+}
+
+/// Issue 11, item 13: a recipe that starts with a UTF-8 byte-order mark (as some editors write) is read as YAML
+/// allows, instead of failing with a misleading "missing field".
+#[test]
+fn issue11_accepts_a_recipe_with_a_byte_order_mark() {
+    let tree = Tree::standard();
+    tree.write("src/recipe.yaml", format!("\u{feff}{STANDARD_RECIPE}").as_bytes());
+    tree.build(&[]).ok();
+    let manifest: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
+    assert_eq!(manifest["recipe"]["name"], "demo");
+}

@@ -336,3 +336,18 @@ fn real_kernel_matches_the_reference_when_available() {
         assert_eq!(stdout(&ours), stdout(&theirs), "mode {mode}");
     }
 }
+
+/// Issue 11, item 13: a 0 or negative vCPU count is a usage error, not a 0-vCPU digest.
+#[test]
+fn issue11_rejects_zero_and_negative_vcpu_counts() {
+    for vcpus in ["0", "-3", "0-2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cvmforge"))
+            .args(["measure", "snp", "--vcpus", vcpus, "--vcpu-type", "EPYC-v4", "--ovmf", "/nonexistent"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--vcpus {vcpus}");
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "--vcpus {vcpus}: no digest");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("a guest has at least one vCPU"), "--vcpus {vcpus}: {stderr}");
+    }
+}
