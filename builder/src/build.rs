@@ -557,7 +557,8 @@ fn seal(
     use sha2::Digest;
     let recipe = &loaded.recipe;
     let kernel_input = find(inputs, "kernel")?;
-    let kernel = std::fs::read(&kernel_input.resolved).map_err(|source| inputs::input_io(kernel_input, source))?;
+    let kernel = crate::regular_file::read_input(&kernel_input.resolved)
+        .map_err(|source| inputs::input_io(kernel_input, source))?;
     // The checks must see the kernel that was hashed (and will be copied).
     if <[u8; 32]>::from(sha2::Sha256::digest(&kernel)) != kernel_input.sha256 {
         let (role, path) = (kernel_input.role.clone(), kernel_input.path.clone());

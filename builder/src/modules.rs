@@ -248,11 +248,11 @@ struct Tree {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ModuleError> {
-    std::fs::read(path).map_err(|source| ModuleError::Io { path: path.to_path_buf(), source })
+    crate::regular_file::read_input(path).map_err(|source| ModuleError::Io { path: path.to_path_buf(), source })
 }
 
 fn read_optional_text(path: &Path) -> Result<Option<String>, ModuleError> {
-    match std::fs::read(path) {
+    match crate::regular_file::read_input(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ModuleError::Io { path: path.to_path_buf(), source }),

@@ -28,6 +28,21 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens a build input: `path` is resolved first (the recipe may name a symlink; the tree checks have already been
+/// applied to where it leads), then opened as by [`open_regular`], so that an input swapped for a FIFO or a device
+/// after it was looked up is refused at once instead of blocking the build.
+pub fn open_input(path: &Path) -> io::Result<File> {
+    open_regular(&path.canonicalize()?)
+}
+
+/// Reads a whole build input (see [`open_input`]).
+pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = open_input(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads all of `path` (see [`open_regular`]) if it holds at most `cap` bytes; a larger file is refused, naming the cap.
 pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
@@ -89,6 +104,17 @@ mod tests {
             open_regular(Path::new("/dev/zero")).unwrap_err().to_string(),
             "is not a regular file (it is a device)"
         );
+    }
+
+    /// Issue 11, item 9: an input swapped for a FIFO is refused at once; the open never blocks.
+    #[test]
+    fn input_that_became_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("vmlinuz");
+        nix::unistd::mkfifo(&input, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(read_input(&input).unwrap_err().to_string(), "is not a regular file (it is a FIFO)");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -458,7 +458,7 @@ fn read_prefix(content: &Content, what: &str) -> Result<Vec<u8>, SealError> {
             let io_err = |source| SealError::Io { what: what.to_string(), path: path.clone(), source };
             let mut out = Vec::new();
             let limit = u64::try_from(elf::HEADER_PREFIX).unwrap_or(u64::MAX);
-            std::fs::File::open(path).map_err(io_err)?.take(limit).read_to_end(&mut out).map_err(io_err)?;
+            crate::regular_file::open_input(path).map_err(io_err)?.take(limit).read_to_end(&mut out).map_err(io_err)?;
             Ok(out)
         }
     }
@@ -548,7 +548,7 @@ fn kernel_config(inputs: &SealInputs<'_>) -> Result<(Option<KernelConfig>, Kerne
     let sha = |bytes: &[u8]| Some(hex::encode(Sha256::digest(bytes)));
     if let Some(path) = inputs.kernel_config {
         let io_err = |source| SealError::Io { what: "kernel config".into(), path: path.to_path_buf(), source };
-        let bytes = std::fs::read(path).map_err(io_err)?;
+        let bytes = crate::regular_file::read_input(path).map_err(io_err)?;
         let config = KernelConfig::parse_bytes(&bytes)
             .map_err(|source| SealError::Kconfig { path: path.to_path_buf(), source })?;
         return Ok((Some(config), KernelConfigReport { source: "file", sha256: sha(&bytes), reason: None }));
@@ -646,7 +646,7 @@ fn scan_initrd(checker: &mut Checker, entries: &[SealEntry], module_files: &[Mod
         }
         match contents.get(&entry.dest) {
             Some(Content::Bytes(b)) => Ok(Box::new(&b[..])),
-            Some(Content::Path(p)) => Ok(Box::new(std::fs::File::open(p)?)),
+            Some(Content::Path(p)) => Ok(Box::new(crate::regular_file::open_input(p)?)),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no content for this entry")),
         }
     })?;

@@ -107,7 +107,7 @@ pub(crate) fn as_lock(inputs: &[Input]) -> BTreeMap<String, LockedInput> {
 
 /// Opens an input for reading.
 pub(crate) fn open(input: &Input) -> Result<File, BuildError> {
-    File::open(&input.resolved).map_err(|source| input_io(input, source))
+    crate::regular_file::open_input(&input.resolved).map_err(|source| input_io(input, source))
 }
 
 pub(crate) fn input_io(input: &Input, source: std::io::Error) -> BuildError {
