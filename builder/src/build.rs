@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::bzimage::{BzImage, BzImageError};
 use crate::compress::{self, Compression, CompressorInfo};
 use crate::cpio::CpioError;
-use crate::lock::{Lock, LockError};
+use crate::lock::{Lock, LockError, LockedInput};
 use crate::manifest::{
     InitrdRecord, KernelRecord, Manifest, Measurements, OutputRecord, RecipeRecord, MANIFEST_SCHEMA,
 };
@@ -433,20 +433,26 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
         return Err(BuildError::RecipeNamedLikeLock { path: loaded.path.clone() });
     }
     let inputs = inputs::resolve_all(&loaded, &root, progress)?;
-    let mut lock = Lock::new(&lock_recipe_name(&loaded)?);
-    lock.inputs = inputs::as_lock(&inputs);
-    if options.locked {
-        let locked = Lock::read(&lock_path)?;
-        locked
-            .check(&lock.inputs)
-            .map_err(|differences| LockError::Differs { path: lock_path.clone(), differences })?;
-    }
     if existing == output::Existing::NonEmpty {
         let read = inputs.iter().map(|i| i.resolved.clone()).chain(std::iter::once(root.join(&recipe_record.path)));
         output::check_not_inside(&options.output, read)?;
     }
     let bzimage = check_kernel(find(&inputs, "kernel")?)?;
     let sealed = seal(&loaded, &root, &layout, &inputs, options)?;
+    // The lock covers every input byte that reaches an output: the recipe's inputs and the kernel modules that the
+    // sealing step took from `kernel.modules.tree` (their bytes as they go into the initrd).
+    let mut lock = Lock::new(&lock_recipe_name(&loaded)?);
+    lock.inputs = inputs::as_lock(&inputs);
+    lock.inputs.extend(sealed.module_files.iter().map(|m| {
+        let locked = LockedInput { path: m.dest.clone(), sha256: m.sha256.clone(), size: m.bytes.len() as u64 };
+        (format!("module:{}", m.dest), locked)
+    }));
+    if options.locked {
+        let locked = Lock::read(&lock_path)?;
+        locked
+            .check(&lock.inputs)
+            .map_err(|differences| LockError::Differs { path: lock_path.clone(), differences })?;
+    }
     layout.add_modules(&sealed.module_files).map_err(|problem| invalid(&loaded, problem))?;
     Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage, sealed, plan })
 }

@@ -174,3 +174,23 @@ fn summary_prints_the_verdict_counts_and_modules() {
             "kernel_config": "ikconfig", "modules": ["sev_guest"]})
     );
 }
+
+/// Issue 11, item 2: a kernel module from `kernel.modules.tree` reaches the initrd and every measurement, so it is in
+/// the lock, and a rebuilt module fails `--locked` (naming it) instead of changing the image silently.
+#[test]
+fn issue11_locked_refuses_a_rebuilt_kernel_module() {
+    let tree = sealed_tree("");
+    tree.build(&[]).ok();
+    let dest = format!("/lib/modules/{RELEASE}/kernel/drivers/virt/coco/sev-guest/sev-guest.ko");
+    let lock = String::from_utf8(tree.read("src/recipe.lock")).unwrap();
+    assert!(lock.contains(&format!("\"module:{dest}\"")), "{lock}");
+    tree.build(&["--locked", "--force"]).ok();
+
+    let vermagic = format!("vermagic={RELEASE} SMP preempt mod_unload modversions ");
+    let rebuilt =
+        cvmforge::elf::testing::kernel_module(&["license=GPL", "depends=", "name=sev_guest", &vermagic, "x=1"]);
+    tree.write(&format!("src/kmod{dest}"), &rebuilt);
+    let run = tree.build(&["--locked", "--force"]);
+    run.fails(1, &[&format!("input `module:{dest}`"), "expected sha256"]);
+    assert_eq!(tree.read("src/recipe.lock"), lock.as_bytes(), "--locked must not rewrite the lock");
+}
