@@ -418,6 +418,25 @@ struct Written {
     warnings: Vec<String>,
 }
 
+/// The lock role of a kernel module: `module:<initrd path>`.
+const MODULE_ROLE: &str = "module:";
+
+/// Compares the entries whose role `part` selects, in the lock file and in this build.
+fn check_lock(
+    path: &Path,
+    locked: &Lock,
+    actual: &std::collections::BTreeMap<String, LockedInput>,
+    part: impl Fn(&str) -> bool,
+) -> Result<(), BuildError> {
+    let select = |map: &std::collections::BTreeMap<String, LockedInput>| {
+        map.iter().filter(|(role, _)| part(role)).map(|(r, i)| (r.clone(), i.clone())).collect()
+    };
+    let expected = Lock { inputs: select(&locked.inputs), ..locked.clone() };
+    expected
+        .check(&select(actual))
+        .map_err(|differences| LockError::Differs { path: path.to_path_buf(), differences }.into())
+}
+
 /// Every check that can refuse the build, in an order that writes nothing: recipe, output target, inputs, lock,
 /// kernel.
 fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, BuildError> {
@@ -433,6 +452,14 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
         return Err(BuildError::RecipeNamedLikeLock { path: loaded.path.clone() });
     }
     let inputs = inputs::resolve_all(&loaded, &root, progress)?;
+    let mut lock = Lock::new(&lock_recipe_name(&loaded)?);
+    lock.inputs = inputs::as_lock(&inputs);
+    // `--locked` checks the recipe's inputs before anything reads them further, and the modules once the sealing step
+    // has selected them (below).
+    let locked = if options.locked { Some(Lock::read(&lock_path)?) } else { None };
+    if let Some(locked) = &locked {
+        check_lock(&lock_path, locked, &lock.inputs, |role| !role.starts_with(MODULE_ROLE))?;
+    }
     if existing == output::Existing::NonEmpty {
         let read = inputs.iter().map(|i| i.resolved.clone()).chain(std::iter::once(root.join(&recipe_record.path)));
         output::check_not_inside(&options.output, read)?;
@@ -441,17 +468,12 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
     let sealed = seal(&loaded, &root, &layout, &inputs, options)?;
     // The lock covers every input byte that reaches an output: the recipe's inputs and the kernel modules that the
     // sealing step took from `kernel.modules.tree` (their bytes as they go into the initrd).
-    let mut lock = Lock::new(&lock_recipe_name(&loaded)?);
-    lock.inputs = inputs::as_lock(&inputs);
     lock.inputs.extend(sealed.module_files.iter().map(|m| {
         let locked = LockedInput { path: m.dest.clone(), sha256: m.sha256.clone(), size: m.bytes.len() as u64 };
-        (format!("module:{}", m.dest), locked)
+        (format!("{MODULE_ROLE}{}", m.dest), locked)
     }));
-    if options.locked {
-        let locked = Lock::read(&lock_path)?;
-        locked
-            .check(&lock.inputs)
-            .map_err(|differences| LockError::Differs { path: lock_path.clone(), differences })?;
+    if let Some(locked) = &locked {
+        check_lock(&lock_path, locked, &lock.inputs, |role| role.starts_with(MODULE_ROLE))?;
     }
     layout.add_modules(&sealed.module_files).map_err(|problem| invalid(&loaded, problem))?;
     Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage, sealed, plan })
