@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Sets up everything the demo build and the test suite need, on a fresh Debian machine with the Rust toolchain:
-#   1. Debian packages (QEMU, swtpm, cpio, pigz, time, xz) when missing;
+#   1. Debian packages (QEMU, swtpm, cpio, pigz, time, xz, zstd) when missing;
 #   2. a real Debian kernel package, fetched with apt-get download (scripts/fetch-kernel.sh) into build/kernel;
 #   3. the firmware fixtures, decompressed into build/firmware and checked against their recorded sha256;
 #   4. the static guest programs (guest-init, summarize-server) into build/guest;
 #   5. the demo inputs gathered in build/demo, and cvmforge itself (release build);
 #   6. with --test: the reference tools the differential tests compare against (sev-snp-measure 0.0.13 and pefile in
-#      build/snp-diff-venv) and the real busybox/dropbear/zsh binaries the sealing signatures are checked on.
+#      build/snp-diff-venv), the real busybox/dropbear/zsh binaries the sealing signatures are checked on, cargo-fuzz
+#      (build/tools), zstd, and the workspace's crates (`cargo fetch`, for `cargo metadata --offline`).
 # Everything it writes stays inside the repository (build/, target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ install_packages() {
   command -v cpio >/dev/null || missing+=(cpio)
   command -v pigz >/dev/null || missing+=(pigz)
   command -v xz >/dev/null || missing+=(xz-utils)
+  command -v zstd >/dev/null || missing+=(zstd)
   [ -x /usr/bin/time ] || missing+=(time)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
@@ -61,6 +63,17 @@ gather_demo_inputs() {
   log "demo inputs in build/demo (kernel $kver)"
 }
 
+# cargo-fuzz for the fuzz stage, pinned, built into the repository (nothing is cached outside it).
+CARGO_FUZZ_VERSION=0.13.2
+fuzz_tools() {
+  if ! build/tools/bin/cargo-fuzz fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION"; then
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION into build/tools"
+    cargo install --quiet --locked "cargo-fuzz@$CARGO_FUZZ_VERSION" --root build/tools
+  fi
+  # The tests compare `--version` output with `cargo metadata --offline`, which needs the crates downloaded.
+  cargo fetch --locked --quiet
+}
+
 reference_tools() {
   local venv=build/snp-diff-venv
   if ! "$venv/bin/python" -c 'import sevsnpmeasure, pefile' 2>/dev/null; then
@@ -88,6 +101,7 @@ with_test_tools=false
 
 install_packages
 $with_test_tools && reference_tools
+$with_test_tools && fuzz_tools
 scripts/fetch-kernel.sh build/kernel
 decompress_firmware
 scripts/build-guest.sh build/guest

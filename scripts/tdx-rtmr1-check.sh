@@ -36,8 +36,12 @@ kernel_event() { # extra cvmforge args...
     "$CVMFORGE" --json measure tdx --firmware "$FW" --kernel "$KERNEL" --initrd "$INITRD" --explain "$@" \
         | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["events"][0]["digest"])'
 }
+# A value is a SHA-384 digest: 96 lowercase hex digits. Two empty values (both tools failed) are not a match.
+is_digest() { [[ "$1" =~ ^[0-9a-f]{96}$ ]]; }
 check() {
-    if [[ "$2" == "$3" ]]; then echo "  ok   $1 ${2:0:16}…"; PASSED=$((PASSED + 1));
+    if ! is_digest "$2" || ! is_digest "$3"; then
+        echo "  FAIL $1: not a SHA-384 digest: cvmforge \`$2\`, pefile \`$3\`"; FAILED=$((FAILED + 1))
+    elif [[ "$2" == "$3" ]]; then echo "  ok   $1 $2"; PASSED=$((PASSED + 1));
     else echo "  FAIL $1: cvmforge \`$2\`, pefile \`$3\`"; FAILED=$((FAILED + 1)); fi
 }
 echo "kernel: $KERNEL"
@@ -47,5 +51,7 @@ for gib in 1 2 3 8 64; do
     check "QEMU 10.1 patched, ${gib} GiB" "$(kernel_event --qemu-version 10.1 --memory "${gib}G")" \
         "$("$VENV/bin/python" "$ROOT/scripts/tdx-authenticode-pefile.py" "$KERNEL" "$mem" "$INITRD_SIZE")"
 done
+EXPECTED=6
+[[ $((PASSED + FAILED)) -eq $EXPECTED ]] || { echo "  FAIL ran $((PASSED + FAILED)) checks, expected $EXPECTED"; FAILED=$((FAILED + 1)); }
 echo "$PASSED passed, $FAILED failed"
-[[ "$FAILED" == 0 ]]
+[[ "$FAILED" == 0 && "$PASSED" -gt 0 ]]

@@ -136,7 +136,7 @@ fn gzip_initrd_lists_exactly_the_expected_entries_with_owner_root() {
 #[test]
 fn gnu_cpio_reads_the_initrd_the_same_way() {
     if !have("cpio") {
-        eprintln!("skipped: GNU cpio is not installed");
+        crate::util::skip_test!("GNU cpio is not installed");
         return;
     }
     let tree = Tree::standard();
@@ -383,7 +383,7 @@ fn the_documented_example_recipe_builds() {
 #[test]
 fn real_kernel_is_accepted_when_provided() {
     let Some(path) = std::env::var_os("CVMFORGE_TEST_KERNEL") else {
-        eprintln!("skipped: set CVMFORGE_TEST_KERNEL to a real bzImage to run this test");
+        crate::util::skip_test!("set CVMFORGE_TEST_KERNEL to a real bzImage to run this test");
         return;
     };
     let kernel = std::fs::read(path).unwrap();

@@ -702,7 +702,7 @@ proptest! {
 fn tool(name: &str) -> bool {
     let found = Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("skipping: `{name}` is not installed");
+        crate::util::skip_test!("`{name}` is not installed");
     }
     found
 }
@@ -799,8 +799,8 @@ fn kernels_differing_in_release_and_config_name_both() {
 #[test]
 fn real_kernel_timestamp_change_is_located_in_the_pe_header() {
     let Ok(dir) = std::env::var("CVMFORGE_TEST_KERNEL_DIR") else {
-        eprintln!(
-            "skipping: CVMFORGE_TEST_KERNEL_DIR is not set (scripts/test.sh sets it to the extracted Debian kernel)"
+        crate::util::skip_test!(
+            "CVMFORGE_TEST_KERNEL_DIR is not set (scripts/test.sh sets it to the extracted Debian kernel)"
         );
         return;
     };

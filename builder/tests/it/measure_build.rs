@@ -73,7 +73,7 @@ fn snp_args(entry: &Value) -> Vec<String> {
 fn check_snp_entries(tree: &Tree, entries: &[Value]) {
     let reference = std::env::var_os("CVMFORGE_SNP_REFERENCE");
     if reference.is_none() {
-        eprintln!("reference check skipped: set CVMFORGE_SNP_REFERENCE to the sev-snp-measure 0.0.13 binary");
+        crate::util::skip_test!("the reference check: set CVMFORGE_SNP_REFERENCE to the sev-snp-measure 0.0.13 binary");
     }
     for entry in entries {
         let args = snp_args(entry);
@@ -382,7 +382,7 @@ fn measurements_are_reproducible_and_diff_explains_them() {
 #[test]
 fn real_kernel_measurements_match_when_provided() {
     let Some(path) = std::env::var_os("CVMFORGE_TEST_KERNEL") else {
-        eprintln!("skipped: set CVMFORGE_TEST_KERNEL to a real bzImage to run this test");
+        crate::util::skip_test!("set CVMFORGE_TEST_KERNEL to a real bzImage to run this test");
         return;
     };
     let tree = tree(

@@ -308,7 +308,7 @@ fn real_kernel_matches_the_reference_when_available() {
     let (Some(kernel), Some(reference)) =
         (std::env::var_os("CVMFORGE_TEST_KERNEL"), std::env::var_os("CVMFORGE_SNP_REFERENCE"))
     else {
-        eprintln!("skipped: set CVMFORGE_TEST_KERNEL and CVMFORGE_SNP_REFERENCE to compare on a real kernel");
+        crate::util::skip_test!("set CVMFORGE_TEST_KERNEL and CVMFORGE_SNP_REFERENCE to compare on a real kernel");
         return;
     };
     let env = Env::new();

@@ -284,7 +284,7 @@ fn cmdline_layout_override_changes_rtmr2() {
 #[test]
 fn real_kernel_from_env() {
     let Ok(kernel) = std::env::var("CVMFORGE_TEST_KERNEL") else {
-        eprintln!("skipped: set CVMFORGE_TEST_KERNEL to a bzImage to run this test");
+        crate::util::skip_test!("set CVMFORGE_TEST_KERNEL to a bzImage to run this test");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -260,7 +260,7 @@ fn print_command_on_a_gnu_tar_bundle() {
         .args(["--format=ustar", "-cf", bundle.to_str().unwrap(), "-C", src.path().to_str().unwrap(), "."])
         .status();
     let Ok(status) = status else {
-        eprintln!("skipped: GNU tar is not installed");
+        crate::util::skip_test!("GNU tar is not installed");
         return;
     };
     assert!(status.success());
@@ -403,7 +403,7 @@ fn rejects_missing_image() {
 fn qemu_installed() -> bool {
     let found = Command::new("qemu-system-x86_64").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("skipped: qemu-system-x86_64 is not installed");
+        crate::util::skip_test!("qemu-system-x86_64 is not installed");
     }
     found
 }
@@ -431,7 +431,9 @@ fn qemu_failure_is_a_failure() {
 /// The kernel of `CVMFORGE_TEST_KERNEL_DIR`, or `None` with the reason printed.
 fn test_kernel() -> Option<PathBuf> {
     let Some(dir) = std::env::var_os("CVMFORGE_TEST_KERNEL_DIR") else {
-        eprintln!("skipped: set CVMFORGE_TEST_KERNEL_DIR to an extracted Debian linux-image package (boot/vmlinuz-*)");
+        crate::util::skip_test!(
+            "set CVMFORGE_TEST_KERNEL_DIR to an extracted Debian linux-image package (boot/vmlinuz-*)"
+        );
         return None;
     };
     if !qemu_installed() {
@@ -497,7 +499,7 @@ fn boot(dir: &Path, timeout: &str) -> (Output, Duration) {
 fn boots_guest_init_and_powers_off() {
     let Some(kernel) = test_kernel() else { return };
     let Some(guest_init) = std::env::var_os("CVMFORGE_TEST_GUEST_INIT") else {
-        eprintln!("skipped: set CVMFORGE_TEST_GUEST_INIT to a built guest-init binary");
+        crate::util::skip_test!("set CVMFORGE_TEST_GUEST_INIT to a built guest-init binary");
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -633,7 +635,7 @@ fn read_until(
 fn monitor_ctrl_alt_delete_stops_the_payload_and_powers_off() {
     let Some(kernel) = test_kernel() else { return };
     let Some(guest_init) = std::env::var_os("CVMFORGE_TEST_GUEST_INIT") else {
-        eprintln!("skipped: set CVMFORGE_TEST_GUEST_INIT to a built guest-init binary");
+        crate::util::skip_test!("set CVMFORGE_TEST_GUEST_INIT to a built guest-init binary");
         return;
     };
     let work = tempfile::tempdir().unwrap();

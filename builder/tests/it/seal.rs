@@ -209,7 +209,7 @@ fn rejects_module_without_modinfo() {
 #[test]
 fn real_binaries_match_their_signatures() {
     let Some(root) = std::env::var_os("CVMFORGE_TEST_SIGNATURE_ROOT").map(PathBuf::from) else {
-        eprintln!("skipped: set CVMFORGE_TEST_SIGNATURE_ROOT to a directory with extracted busybox-static, dropbear-bin and zsh packages");
+        crate::util::skip_test!("set CVMFORGE_TEST_SIGNATURE_ROOT to a directory with extracted busybox-static, dropbear-bin and zsh packages");
         return;
     };
     let expected = [("bin/busybox", "busybox"), ("usr/sbin/dropbear", "dropbear"), ("bin/zsh", "zsh")];
@@ -225,8 +225,8 @@ fn real_kernel_dir() -> Option<PathBuf> {
     match std::env::var_os("CVMFORGE_TEST_KERNEL_DIR") {
         Some(dir) => Some(PathBuf::from(dir)),
         None => {
-            eprintln!(
-                "skipped: set CVMFORGE_TEST_KERNEL_DIR to an extracted linux-image-*.deb (with boot/ and lib/modules/)"
+            crate::util::skip_test!(
+                "set CVMFORGE_TEST_KERNEL_DIR to an extracted linux-image-*.deb (with boot/ and lib/modules/)"
             );
             None
         }

@@ -478,8 +478,8 @@ fn rejects_unknown_fields_in_recipe_sections() {
 #[test]
 fn real_debian_kernel_check() {
     let Some(root) = std::env::var_os("CVMFORGE_TEST_KERNEL_DIR").map(PathBuf::from) else {
-        eprintln!(
-            "skipped: set CVMFORGE_TEST_KERNEL_DIR to an extracted linux-image-*.deb (with boot/ and lib/modules/)"
+        crate::util::skip_test!(
+            "set CVMFORGE_TEST_KERNEL_DIR to an extracted linux-image-*.deb (with boot/ and lib/modules/)"
         );
         return;
     };
