@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the demo build and the test suite need, on a fresh Debian machine with the Rust toolchain:
 #   1. Debian packages (QEMU, swtpm, cpio, pigz, time, xz, zstd) when missing;
-#   2. a real Debian kernel package, fetched with apt-get download (scripts/fetch-kernel.sh) into build/kernel;
+#   2. the pinned Debian kernel package (recipes/demo-kernel.pin), fetched with apt-get download and checked
+#      (scripts/fetch-kernel.sh) into build/kernel;
 #   3. the firmware fixtures, decompressed into build/firmware and checked against their recorded sha256;
 #   4. the static guest programs (guest-init, summarize-server) into build/guest;
 #   5. the demo inputs gathered in build/demo, and cvmforge itself (release build);
