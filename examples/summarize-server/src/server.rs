@@ -86,8 +86,14 @@ fn summarize_endpoint(body: &[u8]) -> Response {
 }
 
 /// Makes a path safe for a log line: printable ASCII only, at most 128 characters.
-fn log_path(path: &str) -> String {
-    path.chars().take(128).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
+/// The access log names the route from a fixed list, never the method or path the client sent: the console is the
+/// host's, and nothing a client controls goes there (issue 17).
+fn route_name(req: &http::Request) -> &'static str {
+    match req.path.as_str() {
+        "/v1/summarize" => "summarize",
+        "/healthz" => "healthz",
+        _ => "other",
+    }
 }
 
 /// Counts bytes read through it, for the access log.
@@ -112,20 +118,17 @@ pub fn handle_connection(stream: TcpStream, limits: &Limits) {
         return;
     };
     let mut reader = BufReader::new(Counting { inner: read_half, count: 0 });
-    let (method, path, resp) = match http::read_request(&mut reader, limits.max_body) {
-        Ok(req) => {
-            let resp = route(&req);
-            (req.method, log_path(&req.path), resp)
-        }
+    let (route, resp) = match http::read_request(&mut reader, limits.max_body) {
+        Ok(req) => (route_name(&req), route(&req)),
         Err(e) => match e.status() {
-            Some(status) => ("-".to_owned(), "-".to_owned(), Response::error(status, &e.to_string())),
+            Some(status) => ("malformed", Response::error(status, &e.to_string())),
             None => return,
         },
     };
     let mut writer = &stream;
     let written = http::write_response(&mut writer, &resp).unwrap_or(0);
     let received = reader.get_ref().count;
-    eprintln!("{method} {path} {} in={received} out={written}", resp.status);
+    eprintln!("{route} {} in={received} out={written}", resp.status);
     linger(&stream, reader, Duration::from_millis(500));
 }
 
@@ -239,8 +242,9 @@ mod tests {
     }
 
     #[test]
-    fn log_path_is_printable() {
-        assert_eq!(log_path("/a\u{1b}[31mb"), "/a?[31mb");
-        assert_eq!(log_path(&"x".repeat(500)).len(), 128);
+    fn log_names_routes_from_a_fixed_list() {
+        assert_eq!(route_name(&req("GET", "/healthz", b"")), "healthz");
+        assert_eq!(route_name(&req("POST", "/v1/summarize", b"")), "summarize");
+        assert_eq!(route_name(&req("GET", "/\u{1b}[2Jcvmforge-init: forged", b"")), "other");
     }
 }
