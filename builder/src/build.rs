@@ -370,8 +370,21 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
     let parent = output::parent_of(&options.output)?;
     let staging = output::staging(&parent)?;
     let written = write_outputs(&checked, staging.path(), options.jobs.max(1), progress)?;
+    // Outputs and lock are one transaction: the lock is written to a temporary file beside it first, so that a lock
+    // that cannot be written (a read-only recipe directory, a full disk) fails the build before any output appears.
+    // Only the two renames are left after that.
+    let lock = if options.locked { StagedLock::Verified } else { stage_lock(&checked.lock_path, &checked.lock)? };
     output::publish(staging, &options.output, &parent, checked.existing)?;
-    let status = if options.locked { "verified" } else { write_lock(&checked.lock_path, &checked.lock)? };
+    let status = match lock.commit(&checked.lock_path) {
+        Ok(status) => status,
+        Err(e) => {
+            // The rename failed after all: take back the output this build created, so that a rerun starts clean.
+            if checked.existing != output::Existing::NonEmpty {
+                let _ = std::fs::remove_dir_all(&options.output);
+            }
+            return Err(e);
+        }
+    };
     let manifest = written.manifest.clone();
     Ok(BuildReport {
         schema_version: 1,
@@ -721,23 +734,58 @@ fn write_bundle(dir: &Path, bundle: &str, names: &[String], mtime: u32) -> Resul
     file.sync_all().map_err(out_err)
 }
 
-/// Writes the lock file atomically unless it already has these exact bytes.
-fn write_lock(path: &Path, lock: &Lock) -> Result<&'static str, BuildError> {
-    let text = lock.to_json();
-    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
-        return Ok("unchanged");
+/// A lock file ready to be put in place.
+enum StagedLock {
+    /// `--locked`: the lock was checked, not rewritten.
+    Verified,
+    /// The lock on disk already has these bytes.
+    Unchanged,
+    /// The new lock, written and synced beside its final path.
+    Written(tempfile::NamedTempFile),
+}
+
+impl StagedLock {
+    /// Renames a written lock into place (atomic within its directory).
+    fn commit(self, path: &Path) -> Result<&'static str, BuildError> {
+        match self {
+            StagedLock::Verified => Ok("verified"),
+            StagedLock::Unchanged => Ok("unchanged"),
+            StagedLock::Written(tmp) => {
+                tmp.persist(path).map_err(|e| lock_io(path, e.error))?;
+                Ok("written")
+            }
+        }
     }
-    let io = |source| BuildError::Lock(LockError::Io { action: "write", path: path.to_path_buf(), source });
+}
+
+fn lock_io(path: &Path, source: std::io::Error) -> BuildError {
+    BuildError::Lock(LockError::Io { action: "write", path: path.to_path_buf(), source })
+}
+
+/// Writes the lock's bytes to a temporary file beside `path`, unless the lock there already has them.
+fn stage_lock(path: &Path, lock: &Lock) -> Result<StagedLock, BuildError> {
+    let text = lock.to_json();
+    let io = |source| lock_io(path, source);
+    // Only the final rename is left after this, so anything that would make it fail is refused here.
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(io(std::io::Error::other("exists and is not a regular file, so it cannot be replaced")));
+        }
+        _ => {}
+    }
+    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(StagedLock::Unchanged);
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new().prefix(".cvmforge-lock-").tempfile_in(dir).map_err(io)?;
     tmp.write_all(text.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
     // tempfile creates 0600 files; a lock file is meant to be committed and read by everyone.
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok("written")
+    Ok(StagedLock::Written(tmp))
 }
 
 #[cfg(test)]

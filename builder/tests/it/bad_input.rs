@@ -363,3 +363,18 @@ fn issue11_accepts_a_recipe_with_a_byte_order_mark() {
     let manifest: serde_json::Value = serde_json::from_slice(&tree.read("out/manifest.json")).unwrap();
     assert_eq!(manifest["recipe"]["name"], "demo");
 }
+
+/// Issue 11, item 7: outputs and lock are one transaction. A lock that cannot be written (here its path is a
+/// directory; a read-only recipe directory or a full disk fail the same step) fails the build before any output
+/// appears, leaves nothing behind, and a rerun works once the cause is gone.
+#[test]
+fn issue11_unwritable_lock_leaves_no_output_and_a_rerun_works() {
+    let tree = Tree::standard();
+    std::fs::create_dir(tree.path("src/recipe.lock")).unwrap();
+    let run = tree.build(&[]);
+    refused(&tree, run, &["recipe.lock", "exists and is not a regular file"]);
+    assert!(tree.list("src").iter().all(|n| !n.starts_with(".cvmforge-lock-")), "{:?}", tree.list("src"));
+    std::fs::remove_dir(tree.path("src/recipe.lock")).unwrap();
+    tree.build(&[]).ok();
+    assert!(tree.path("out/manifest.json").is_file() && tree.path("src/recipe.lock").is_file());
+}
