@@ -536,7 +536,17 @@ fn write_outputs(c: &Checked, dir: &Path, jobs: usize, progress: &dyn Progress) 
         measurements,
         sealing: c.sealed.manifest_sealing(),
     };
-    write_file(&dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
+    let manifest_json = manifest.to_json();
+    // The same limit every reader applies: a manifest that `verify` or `inspect` would refuse is never written.
+    if manifest_json.len() as u64 > crate::manifest::MAX_MANIFEST_SIZE {
+        let source = std::io::Error::other(format!(
+            "{} bytes is more than the manifest limit of {} bytes",
+            manifest_json.len(),
+            crate::manifest::MAX_MANIFEST_SIZE
+        ));
+        return Err(BuildError::Output { path: dir.join(MANIFEST_FILE), source });
+    }
+    write_file(&dir.join(MANIFEST_FILE), manifest_json.as_bytes())?;
     names.push(MANIFEST_FILE.to_string());
     names.sort();
     let bundle = format!("{}-{}.cvm.tar", recipe.name, recipe.version);

@@ -29,6 +29,11 @@ pub const MANIFEST_SCHEMA: &str = "https://cvmforge.dev/manifest/v1";
 /// at most; the bound keeps a hostile one from exhausting memory.
 pub const MAX_MANIFEST_SIZE: u64 = 64 << 20;
 
+/// The most measurement entries (SEV-SNP digests, one per vCPU count, plus TDX shapes) one manifest may hold. The
+/// build refuses a recipe that asks for more before computing anything, and every reader refuses a manifest with
+/// more: a few thousand shapes fit well within [`MAX_MANIFEST_SIZE`].
+pub const MAX_MEASURED_SHAPES: usize = 4096;
+
 /// Reads a `manifest.json` member of an output directory: a regular file (not a symlink), at most `cap` bytes, UTF-8.
 pub fn read_manifest_file(path: &std::path::Path, cap: u64) -> std::io::Result<String> {
     let bytes = crate::regular_file::read_capped(path, cap)?;
@@ -371,6 +376,12 @@ pub enum ManifestError {
         /// The schema found.
         found: String,
     },
+    /// More measurement entries than any build writes.
+    #[error("the manifest lists {count} measurements; at most {MAX_MEASURED_SHAPES} are allowed")]
+    TooManyMeasurements {
+        /// Entries found.
+        count: usize,
+    },
 }
 
 impl Manifest {
@@ -390,7 +401,12 @@ impl Manifest {
         if schema != MANIFEST_SCHEMA {
             return Err(ManifestError::UnknownSchema { found: schema.to_string() });
         }
-        serde_json::from_value(value).map_err(|source| ManifestError::Parse { source })
+        let manifest: Manifest = serde_json::from_value(value).map_err(|source| ManifestError::Parse { source })?;
+        let count = manifest.measurements.snp.len() + manifest.measurements.tdx.len();
+        if count > MAX_MEASURED_SHAPES {
+            return Err(ManifestError::TooManyMeasurements { count });
+        }
+        Ok(manifest)
     }
 }
 

@@ -49,6 +49,14 @@ pub enum MeasureError {
         /// Number of shapes.
         shapes: usize,
     },
+    /// More measured shapes than a manifest may hold.
+    #[error("the recipe asks for {count} measured shapes (every vCPU count of every `measure.snp` shape, plus the `measure.tdx` shapes); at most {max} are allowed, the limit `verify` applies too")]
+    TooManyShapes {
+        /// Shapes asked for.
+        count: usize,
+        /// [`crate::manifest::MAX_MEASURED_SHAPES`].
+        max: usize,
+    },
     /// A value of the wrong form.
     #[error("`{field}` is `{value}`: expected {expected}")]
     BadValue {
@@ -239,7 +247,13 @@ pub(crate) fn plan(loaded: &LoadedRecipe) -> Result<Plan, MeasureError> {
     if !recipe.measure.tdx.is_empty() && recipe.firmware.tdx.is_none() {
         return Err(MeasureError::NoFirmware { platform: "tdx", shapes: recipe.measure.tdx.len() });
     }
-    let tdx = recipe.measure.tdx.iter().enumerate().map(|(i, shape)| tdx::plan(i, shape)).collect::<Result<_, _>>()?;
+    let tdx: Vec<tdx::TdxPlan> =
+        recipe.measure.tdx.iter().enumerate().map(|(i, shape)| tdx::plan(i, shape)).collect::<Result<_, _>>()?;
+    // Bounded before any digest is computed: memory and the manifest's size grow with the number of entries.
+    let count = snp.iter().map(|s| s.counts.len()).sum::<usize>() + tdx.len();
+    if count > crate::manifest::MAX_MEASURED_SHAPES {
+        return Err(MeasureError::TooManyShapes { count, max: crate::manifest::MAX_MEASURED_SHAPES });
+    }
     Ok(Plan { snp, tdx, warnings })
 }
 

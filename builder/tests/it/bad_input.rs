@@ -378,3 +378,18 @@ fn issue11_unwritable_lock_leaves_no_output_and_a_rerun_works() {
     tree.build(&[]).ok();
     assert!(tree.path("out/manifest.json").is_file() && tree.path("src/recipe.lock").is_file());
 }
+
+/// Issue 11, item 11: a small recipe cannot ask for an unbounded number of measured shapes (150 aliased `1-1024`
+/// ranges took 2.3 GB and wrote a 305 MB manifest that `verify` refused). It is refused before any digest is computed,
+/// with the limit that readers apply too.
+#[test]
+fn issue11_rejects_more_measured_shapes_than_a_manifest_may_hold() {
+    let tree = Tree::standard();
+    let shape = "    - &s {vcpus: \"1-1024\", vcpu_type: EPYC-v4}\n";
+    let more: String = (0..150).map(|_| "    - *s\n").collect();
+    tree.recipe(&format!("{STANDARD_RECIPE}measure:\n  snp:\n{shape}{more}"));
+    let started = std::time::Instant::now();
+    let run = tree.build(&[]);
+    refused(&tree, run, &["the recipe asks for 154624 measured shapes", "at most 4096 are allowed"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "refused before measuring");
+}
