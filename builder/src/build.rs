@@ -32,6 +32,7 @@ use crate::tar::{TarError, TarWriter};
 mod hashing;
 mod initrd;
 mod inputs;
+pub mod leftovers;
 pub mod measure;
 mod output;
 
@@ -368,7 +369,19 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
 pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
     let checked = check(options, progress)?;
     let parent = output::parent_of(&options.output)?;
+    // Leftovers of earlier builds that were killed (SIGKILL cannot be cleaned up after), beside the output and the lock.
+    let lock_dir = match checked.lock_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut stale = leftovers::remove_stale(&parent);
+    if lock_dir != parent {
+        stale.extend(leftovers::remove_stale(&lock_dir));
+    }
+    let stale_warnings: Vec<String> =
+        stale.iter().map(|p| format!("removed `{}`, left by an earlier build that was killed", p.display())).collect();
     let staging = output::staging(&parent)?;
+    test_hook_pause_after_staging();
     let written = write_outputs(&checked, staging.path(), options.jobs.max(1), progress)?;
     // Outputs and lock are one transaction: the lock is written to a temporary file beside it first, so that a lock
     // that cannot be written (a read-only recipe directory, a full disk) fails the build before any output appears.
@@ -400,7 +413,7 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
         kernel: manifest.kernel,
         measurements: manifest.measurements,
         lock: LockSummary { path: checked.lock_path.display().to_string(), status },
-        warnings: checked.sealed.warnings.iter().chain(&written.warnings).cloned().collect(),
+        warnings: stale_warnings.iter().chain(&checked.sealed.warnings).chain(&written.warnings).cloned().collect(),
         sealing: SealingSummary::of(&checked.sealed),
     })
 }
@@ -744,6 +757,17 @@ fn write_bundle(dir: &Path, bundle: &str, names: &[String], mtime: u32) -> Resul
     file.sync_all().map_err(out_err)
 }
 
+/// Debug builds only (the integration tests): with `CVMFORGE_TEST_PAUSE_AFTER_STAGING=FILE`, create FILE once the
+/// staging directory exists and wait there, so that a test can signal or kill a build at a known step without
+/// depending on timing. Release builds never read it.
+fn test_hook_pause_after_staging() {
+    #[cfg(debug_assertions)]
+    if let Some(marker) = std::env::var_os("CVMFORGE_TEST_PAUSE_AFTER_STAGING") {
+        let _ = std::fs::write(&marker, b"paused");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
 /// A lock file ready to be put in place.
 enum StagedLock {
     /// `--locked`: the lock was checked, not rewritten.
@@ -761,7 +785,9 @@ impl StagedLock {
             StagedLock::Verified => Ok("verified"),
             StagedLock::Unchanged => Ok("unchanged"),
             StagedLock::Written(tmp) => {
+                let tmp_path = tmp.path().to_path_buf();
                 tmp.persist(path).map_err(|e| lock_io(path, e.error))?;
+                leftovers::unregister(&tmp_path);
                 Ok("written")
             }
         }
@@ -790,7 +816,9 @@ fn stage_lock(path: &Path, lock: &Lock) -> Result<StagedLock, BuildError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new().prefix(".cvmforge-lock-").tempfile_in(dir).map_err(io)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(&leftovers::prefix(".cvmforge-lock-")).tempfile_in(dir).map_err(io)?;
+    leftovers::register(tmp.path());
     tmp.write_all(text.as_bytes()).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     // tempfile creates 0600 files; a lock file is meant to be committed and read by everyone.

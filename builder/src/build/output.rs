@@ -109,10 +109,12 @@ pub(crate) fn parent_of(target: &Path) -> Result<PathBuf, BuildError> {
 
 /// Creates the staging directory beside the target.
 pub(crate) fn staging(parent: &Path) -> Result<TempDir, BuildError> {
-    tempfile::Builder::new()
-        .prefix(STAGING_PREFIX)
+    let dir = tempfile::Builder::new()
+        .prefix(&super::leftovers::prefix(STAGING_PREFIX))
         .tempdir_in(parent)
-        .map_err(|source| BuildError::Output { path: parent.to_path_buf(), source })
+        .map_err(|source| BuildError::Output { path: parent.to_path_buf(), source })?;
+    super::leftovers::register(dir.path());
+    Ok(dir)
 }
 
 /// Moves the finished staging directory to `target`, replacing an existing one when `existing` is `NonEmpty`.
@@ -123,23 +125,29 @@ pub(crate) fn publish(staging: TempDir, target: &Path, parent: &Path, existing: 
     if existing != Existing::NonEmpty {
         // rename(2) onto an empty directory replaces it; onto a non-empty one (created meanwhile) it fails.
         fs::rename(staging.path(), target).map_err(error)?;
+        super::leftovers::unregister(staging.path());
         let _ = staging.keep();
         return Ok(());
     }
     let old = tempfile::Builder::new()
-        .prefix(OLD_PREFIX)
+        .prefix(&super::leftovers::prefix(OLD_PREFIX))
         .tempdir_in(parent)
         .map_err(|source| BuildError::Output { path: parent.to_path_buf(), source })?;
+    super::leftovers::register(old.path());
     // `old` is an empty directory, so the existing output can be renamed onto it.
     fs::rename(target, old.path()).map_err(error)?;
     if let Err(source) = fs::rename(staging.path(), target) {
         let _ = fs::rename(old.path(), target);
+        super::leftovers::unregister(old.path());
         let _ = old.keep();
         return Err(error(source));
     }
+    super::leftovers::unregister(staging.path());
     let _ = staging.keep();
     // Dropping `old` deletes the previous output.
+    let old_path = old.path().to_path_buf();
     drop(old);
+    super::leftovers::unregister(&old_path);
     Ok(())
 }
 

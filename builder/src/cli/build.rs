@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use crate::build::{self, BuildError, BuildOptions, BuildReport, Progress, Step};
 use crate::lock::LockError;
 use crate::policy::Verdict;
@@ -53,6 +55,8 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         Some(n) => usize::try_from(n)?,
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
+    // Ctrl-C (or SIGTERM, SIGHUP) during a build removes its temporary directories before the process exits.
+    crate::build::leftovers::install_signal_cleanup().context("cannot install the signal handler")?;
     let options = BuildOptions {
         recipe: args.recipe.clone(),
         output: args.output,

@@ -393,3 +393,61 @@ fn issue11_rejects_more_measured_shapes_than_a_manifest_may_hold() {
     refused(&tree, run, &["the recipe asks for 154624 measured shapes", "at most 4096 are allowed"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "refused before measuring");
 }
+
+/// Starts `cvmforge build` paused right after its staging directory exists (a debug-build test hook, no timing).
+fn paused_build(tree: &Tree) -> std::process::Child {
+    let marker = tree.path("paused");
+    let child = cvmforge()
+        .args(["build", "src/recipe.yaml", "-o", "out"])
+        .current_dir(tree.dir.path())
+        .env("CVMFORGE_TEST_PAUSE_AFTER_STAGING", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the build never reached the staging step");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+fn leftovers(tree: &Tree) -> Vec<String> {
+    tree.list("").into_iter().filter(|n| n.starts_with(".cvmforge")).collect()
+}
+
+/// Issue 11, item 8: SIGINT or SIGTERM during a build removes its staging directory; the exit status says which
+/// signal; nothing is left behind.
+#[test]
+fn issue11_interrupted_build_cleans_up_after_itself() {
+    for (signal, status) in [(nix::sys::signal::Signal::SIGTERM, 143), (nix::sys::signal::Signal::SIGINT, 130)] {
+        let tree = Tree::standard();
+        let mut child = paused_build(&tree);
+        assert_eq!(leftovers(&tree).len(), 1, "the staging directory exists while paused");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(status), "{signal}");
+        assert!(leftovers(&tree).is_empty(), "{signal}: {:?}", leftovers(&tree));
+        assert!(!tree.path("out").exists());
+    }
+}
+
+/// Issue 11, item 8: SIGKILL cannot be cleaned up after; the next build removes what the dead build left, says so,
+/// and leaves nothing of its own.
+#[test]
+fn issue11_next_build_removes_what_a_killed_build_left() {
+    let tree = Tree::standard();
+    let mut child = paused_build(&tree);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = leftovers(&tree);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let run = tree.build(&[]).ok();
+    assert!(
+        run.stderr.contains(&format!("removed `./{}`, left by an earlier build that was killed", left[0])),
+        "{}",
+        run.stderr
+    );
+    assert!(leftovers(&tree).is_empty(), "{:?}", leftovers(&tree));
+}
