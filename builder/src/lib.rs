@@ -25,6 +25,7 @@ pub mod recipe;
 pub mod regular_file;
 pub mod sched;
 pub mod sealing;
+mod sigbus;
 pub mod tar;
 pub mod unpack;
 pub mod verify;

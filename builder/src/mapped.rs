@@ -6,8 +6,8 @@
 //!
 //! The cost of a mapping is that the file can change under it. [`InputBytes::check_unchanged`] compares the length
 //! and mtime before and after use, so a file rewritten while it was measured is reported instead of measured half
-//! old, half new. A file truncated while mapped can still end the process with SIGBUS; ripgrep makes the same
-//! trade-off for the same reason. Files that cannot be mapped (pipes, `/dev/stdin`, empty files, file systems
+//! old, half new. A file truncated while mapped raises SIGBUS; `crate::sigbus` turns that into an error message that
+//! names the file and exit status 1 instead of a silent death. Files that cannot be mapped (pipes, `/dev/stdin`, empty files, file systems
 //! without mmap) are read instead.
 #![allow(unsafe_code)]
 
@@ -26,6 +26,9 @@ pub struct InputBytes {
     contents: Contents,
     /// Length and mtime when the file was opened, for [`InputBytes::check_unchanged`].
     identity: Option<(u64, SystemTime)>,
+    /// Names the file if a truncation makes reading the mapping raise SIGBUS (declared after `contents`: dropped after
+    /// the mapping is gone).
+    _sigbus: Option<crate::sigbus::Guard>,
 }
 
 #[derive(Debug)]
@@ -40,15 +43,19 @@ impl InputBytes {
         let mut file = fs_err::File::open(path)?;
         let meta = file.metadata()?;
         let identity = identity(&meta);
-        let contents = match map_regular_file(file.file(), &meta) {
-            Some(map) => Contents::Mapped(map),
+        let (contents, sigbus) = match map_regular_file(file.file(), &meta) {
+            Some(map) => {
+                let guard = crate::sigbus::guard(map.as_ptr(), map.len(), &path.to_string_lossy());
+                (Contents::Mapped(map), Some(guard))
+            }
             None => {
                 let mut bytes = Vec::new();
                 file.read_to_end(&mut bytes)?;
-                Contents::Read(bytes)
+                (Contents::Read(bytes), None)
             }
         };
-        Ok(InputBytes { path: path.to_owned(), contents, identity })
+        test_hook_truncate(path);
+        Ok(InputBytes { path: path.to_owned(), contents, identity, _sigbus: sigbus })
     }
 
     /// Maps every page of a mapped file now (`MADV_POPULATE_READ`), so that a thread that then hashes it takes no
@@ -85,6 +92,16 @@ impl Deref for InputBytes {
             Contents::Read(bytes) => bytes,
         }
     }
+}
+
+/// Debug builds only (the integration tests): with `CVMFORGE_TEST_TRUNCATE_AFTER_MAP=PATH`, truncate PATH right after
+/// it was opened, so that a test can show what a truncation under a mapping does without racing another process.
+fn test_hook_truncate(path: &Path) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("CVMFORGE_TEST_TRUNCATE_AFTER_MAP").is_some_and(|p| Path::new(&p) == path) {
+        let _ = std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(0));
+    }
+    let _ = path;
 }
 
 fn identity(meta: &Metadata) -> Option<(u64, SystemTime)> {

@@ -351,3 +351,29 @@ fn issue11_rejects_zero_and_negative_vcpu_counts() {
         assert!(stderr.contains("a guest has at least one vCPU"), "--vcpus {vcpus}: {stderr}");
     }
 }
+
+/// Issue 11, item 12: an input truncated while `measure` has it mapped (here by a debug-build test hook, right after it
+/// was opened) gives an error naming the file and exit status 1, not a silent SIGBUS death.
+#[test]
+fn issue11_input_truncated_while_mapped_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("vmlinuz");
+    std::fs::write(&kernel, vec![0x5au8; 4 << 20]).unwrap();
+    let ovmf = dir.path().join("OVMF.amdsev.fd");
+    std::fs::write(&ovmf, crate::util::firmware_fixture("OVMF.amdsev.fd")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cvmforge"))
+        .args(["measure", "snp", "--vcpus", "1", "--vcpu-type", "EPYC-v4", "--ovmf"])
+        .arg(&ovmf)
+        .arg("--kernel")
+        .arg(&kernel)
+        .env("CVMFORGE_TEST_TRUNCATE_AFTER_MAP", &kernel)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("error: `{}` was truncated while cvmforge read it (SIGBUS); measure it again\n", kernel.display())
+    );
+    assert!(out.stdout.is_empty(), "no digest");
+}
