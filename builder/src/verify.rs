@@ -330,15 +330,17 @@ pub fn verify(options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let staged_recipe =
         stage_tree(stage.path(), &manifest.recipe.path, &recipe_bytes, &loaded, &sources, modules.as_ref())?;
     let out = stage.path().join(".cvmforge-verify-out");
+    let published_strict = manifest.sealing.get("strict").and_then(serde_json::Value::as_bool).unwrap_or(false);
     let build_options = BuildOptions {
         recipe: staged_recipe,
         output: out.clone(),
         locked: false,
         force: false,
         jobs: options.jobs.max(1),
-        // Reproduce what was published, sealed or not: the rebuilt manifest's verdict is compared with the published one.
-        strict: false,
-        allow_unsealed: true,
+        // Rebuild in the strictness the publisher built in (the manifest records it), so that a sealed release is
+        // rebuilt sealed and an image built with the opt-out is reproduced too; the verdicts are then compared.
+        strict: published_strict,
+        allow_unsealed: !published_strict,
     };
     let built = crate::build::build(&build_options)?;
     let rebuilt_bytes = fs_err::read(out.join(MANIFEST_FILE))

@@ -194,3 +194,13 @@ fn issue11_locked_refuses_a_rebuilt_kernel_module() {
     run.fails(1, &[&format!("input `module:{dest}`"), "expected sha256"]);
     assert_eq!(tree.read("src/recipe.lock"), lock.as_bytes(), "--locked must not rewrite the lock");
 }
+
+/// A sealed build (strict, the default) verifies: `verify` rebuilds in the strictness that the manifest records, so
+/// the rebuilt `sealing.strict` matches (it once rebuilt everything non-strict and reported a difference).
+#[test]
+fn strict_build_verifies_identical() {
+    let tree = sealed_tree("");
+    tree.build(&[]).ok();
+    let run = tree.run(&["verify", "out/demo-0.1.0.cvm.tar", "--recipe", "src/recipe.yaml"]).ok();
+    assert!(run.stdout.ends_with("verified: the rebuild is identical\n"), "{}", run.stdout);
+}
