@@ -56,7 +56,7 @@ fi
 
 stage fmt one_check cargo fmt --all -- --check
 stage clippy one_check cargo clippy --workspace --all-targets --locked -- -D warnings
-stage cargo-test cargo test --workspace --locked
+stage cargo-test cargo test --workspace --locked --no-fail-fast
 for script in scripts/tests/*.sh; do
   [ -e "$script" ] || continue
   stage "$(basename "$script" .sh)" "$script"
