@@ -1,8 +1,9 @@
-//! A strict, minimal HTTP/1.1 request parser and response writer (RFC 9112).
+//! HTTP/1.1 requests (parsed by `httparse`) and responses (RFC 9112).
 //!
 //! Only what the server needs: one request per connection, `Content-Length`
 //! bodies, no `Transfer-Encoding`, no obsolete line folding. Every limit is
-//! checked before the bytes are buffered.
+//! checked before the bytes are buffered: the head is read line by line under
+//! [`MAX_LINE`] and [`MAX_HEAD`], then handed to `httparse`.
 
 use std::io::{self, BufRead, Read, Write};
 
@@ -113,89 +114,112 @@ impl HttpError {
     }
 }
 
-/// Reads one line ending in LF (CR before it is dropped), at most [`MAX_LINE`] bytes.
-fn read_line(r: &mut impl BufRead) -> Result<String, HttpError> {
-    let mut buf = Vec::new();
-    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
-    r.by_ref().take(limit).read_until(b'\n', &mut buf)?;
-    match buf.pop() {
-        Some(b'\n') => {}
-        _ if buf.len() + 1 >= MAX_LINE => return Err(HttpError::LineTooLong { limit: MAX_LINE }),
-        _ => return Err(HttpError::Incomplete { received: buf.len() }),
+/// Most bytes of a request head (request line and headers) accepted.
+pub const MAX_HEAD: usize = MAX_LINE + 8 * 1024;
+
+/// Reads the request head, line by line, up to the empty line, at most [`MAX_HEAD`] bytes in all and [`MAX_LINE`] per
+/// line: nothing beyond those limits is ever buffered.
+fn read_head(r: &mut impl BufRead) -> Result<Vec<u8>, HttpError> {
+    let mut head = Vec::new();
+    loop {
+        let start = head.len();
+        let room = MAX_LINE.min(MAX_HEAD.saturating_sub(start));
+        r.by_ref().take(u64::try_from(room).unwrap_or(u64::MAX)).read_until(b'\n', &mut head)?;
+        let line = head.get(start..).unwrap_or_default();
+        if line.last() != Some(&b'\n') {
+            if line.len() >= room {
+                return Err(if room < MAX_LINE {
+                    HttpError::TooManyHeaders { limit: MAX_HEADERS }
+                } else {
+                    HttpError::LineTooLong { limit: MAX_LINE }
+                });
+            }
+            return Err(HttpError::Incomplete { received: head.len() });
+        }
+        if line == b"\r\n" || line == b"\n" {
+            // An empty line ends the head; one before any request line is not a request.
+            return if start == 0 { Err(HttpError::BadRequestLine) } else { Ok(head) };
+        }
     }
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    if !buf.is_ascii() {
-        return Err(HttpError::NotAscii);
-    }
-    String::from_utf8(buf).map_err(|_| HttpError::NotAscii)
 }
 
-/// RFC 9110 5.6.2 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_tchar)
-}
-
-/// Parses `METHOD SP target SP version` (RFC 9112 3).
-fn parse_request_line(line: &str) -> Result<(String, String), HttpError> {
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HttpError::BadRequestLine);
-    };
-    if !is_token(method) || !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(HttpError::BadRequestLine);
+/// Maps httparse's verdict to ours; `index` is the header being parsed when the error is in the headers.
+fn head_error(error: httparse::Error, index: usize) -> HttpError {
+    match error {
+        httparse::Error::Version => HttpError::BadVersion { version: String::new() },
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders { limit: MAX_HEADERS },
+        httparse::Error::HeaderName | httparse::Error::HeaderValue | httparse::Error::NewLine => {
+            HttpError::BadHeader { index }
+        }
+        _ => HttpError::BadRequestLine,
     }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(HttpError::BadVersion { version: version.chars().take(16).collect() });
-    }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    Ok((method.to_owned(), path.to_owned()))
 }
 
-/// Parses `name: value` (RFC 9112 5); returns the lowercased name and trimmed value.
-fn parse_header(line: &str, index: usize) -> Result<(String, &str), HttpError> {
-    let (name, value) = line.split_once(':').ok_or(HttpError::BadHeader { index })?;
-    if !is_token(name) {
-        // Also rejects obsolete line folding and whitespace before the colon.
-        return Err(HttpError::BadHeader { index });
+/// httparse says what failed, not where: an error of the request line alone is the request line's (or its
+/// version's); otherwise it is the first header line that is not `name: value`.
+fn locate_error(head: &[u8], error: httparse::Error) -> HttpError {
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut alone = first.strip_suffix(b"\r").unwrap_or(first).to_vec();
+    alone.extend_from_slice(b"\r\n\r\n");
+    match httparse::Request::new(&mut []).parse(&alone) {
+        Err(httparse::Error::Version) => HttpError::BadVersion { version: version_of(head) },
+        Err(_) | Ok(httparse::Status::Partial) => HttpError::BadRequestLine,
+        Ok(httparse::Status::Complete(_)) => {
+            let index = head.split(|&b| b == b'\n').skip(1).take_while(|l| is_header_line(l)).count();
+            head_error(error, index)
+        }
     }
-    Ok((name.to_ascii_lowercase(), value.trim_matches([' ', '\t'])))
 }
 
-fn parse_content_length(value: &str) -> Result<u64, HttpError> {
-    let bad = || HttpError::BadContentLength { value: value.chars().take(32).collect() };
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+/// The version as sent, for a 505 message (the request line's last word, at most 16 characters).
+fn version_of(head: &[u8]) -> String {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let word = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    String::from_utf8_lossy(word).trim_end().chars().take(16).collect()
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+    let bad = || HttpError::BadContentLength { value: String::from_utf8_lossy(value).chars().take(32).collect() };
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
-    value.parse().map_err(|_| bad())
+    std::str::from_utf8(value).map_err(|_| bad())?.parse().map_err(|_| bad())
 }
 
-/// Reads one request, rejecting bodies longer than `max_body` before reading them.
+/// Reads one request, rejecting bodies longer than `max_body` before reading them. The head is parsed by `httparse`
+/// (a maintained parser made for this) under this module's size limits; the framing rules are ours: `Content-Length`
+/// bodies only, one `Content-Length`, no `Transfer-Encoding`, ASCII header values.
 pub fn read_request(r: &mut impl BufRead, max_body: usize) -> Result<Request, HttpError> {
-    let (method, path) = parse_request_line(&read_line(r)?)?;
+    let head = read_head(r)?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HttpError::BadRequestLine),
+        Err(e) => return Err(locate_error(&head, e)),
+    }
+    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
+        return Err(HttpError::BadRequestLine);
+    };
+    if !target.starts_with('/') {
+        return Err(HttpError::BadRequestLine);
+    }
     let mut content_length = None;
-    for index in 0.. {
-        let line = read_line(r)?;
-        if line.is_empty() {
-            break;
+    for header in parsed.headers.iter() {
+        if !header.value.is_ascii() {
+            return Err(HttpError::NotAscii);
         }
-        if index >= MAX_HEADERS {
-            return Err(HttpError::TooManyHeaders { limit: MAX_HEADERS });
-        }
-        let (name, value) = parse_header(&line, index)?;
-        match name.as_str() {
-            "content-length" if content_length.is_some() => return Err(HttpError::DuplicateContentLength),
-            "content-length" => content_length = Some(parse_content_length(value)?),
-            "transfer-encoding" => return Err(HttpError::TransferEncoding),
-            _ => {}
+        if header.name.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some() {
+                return Err(HttpError::DuplicateContentLength);
+            }
+            content_length = Some(parse_content_length(header.value)?);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HttpError::TransferEncoding);
         }
     }
+    let method = method.to_owned();
+    let path = target.split_once('?').map_or(target, |(p, _)| p).to_owned();
     let length = match content_length {
         Some(n) => n,
         None if method == "POST" || method == "PUT" => return Err(HttpError::LengthRequired { method }),
@@ -210,6 +234,37 @@ pub fn read_request(r: &mut impl BufRead, max_body: usize) -> Result<Request, Ht
         return Err(HttpError::Incomplete { received: body.len() });
     }
     Ok(Request { method, path, body })
+}
+
+/// A well-formed `name: value` header line (RFC 9110 token name, no leading whitespace).
+fn is_header_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) => colon > 0 && line.get(..colon).is_some_and(|name| name.iter().all(|&b| is_tchar(b))),
+        None => false,
+    }
+}
+
+/// RFC 9110 5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Entry point of the `http_request` fuzz target: any bytes from a client give a request within the limits or an
+/// error with a status (or none, for a closed connection), never a panic; whatever parses is consistent.
+pub fn fuzz_request(data: &[u8]) {
+    const MAX_BODY: usize = 4096;
+    match read_request(&mut &data[..], MAX_BODY) {
+        Ok(req) => {
+            assert!(req.body.len() <= MAX_BODY, "a body over the limit was accepted");
+            assert!(req.path.starts_with('/') && !req.path.contains('?'), "path {:?}", req.path);
+            assert!(!req.method.is_empty());
+        }
+        Err(e) => {
+            let _ = e.status();
+            let _ = e.to_string();
+        }
+    }
 }
 
 /// A response ready to be written.
@@ -378,6 +433,44 @@ mod tests {
         }
         raw.extend(b"\r\n");
         assert!(matches!(parse(&raw), Err(HttpError::TooManyHeaders { .. })));
+    }
+
+    /// Issue 11, item 18: a second request pipelined behind the first is not read as part of it (one request per
+    /// connection; the server closes after answering).
+    #[test]
+    fn reads_exactly_one_of_pipelined_requests() {
+        let raw = b"POST /v1/summarize HTTP/1.1\r\nContent-Length: 2\r\n\r\nabGET /healthz HTTP/1.1\r\n\r\n";
+        let mut reader = &raw[..];
+        let req = read_request(&mut reader, 1024).unwrap();
+        assert_eq!((req.method.as_str(), req.body.as_slice()), ("POST", &b"ab"[..]));
+        assert_eq!(reader, b"GET /healthz HTTP/1.1\r\n\r\n");
+    }
+
+    /// Issue 11, item 18: a head over MAX_HEAD in total (many long but legal lines) is refused with 431 before more is
+    /// buffered.
+    #[test]
+    fn rejects_an_oversized_head() {
+        let mut raw = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..(MAX_HEAD / 1000 + 2) {
+            raw.extend(format!("X-{i}: {}\r\n", "v".repeat(990)).as_bytes());
+        }
+        raw.extend(b"\r\n");
+        assert_eq!(status_of(&raw), Some(431));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_client_bytes(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            fuzz_request(&data);
+        }
+
+        #[test]
+        fn well_formed_requests_round_trip(path in "/[a-z0-9/]{0,40}", body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut raw = format!("POST {path}?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            raw.extend(&body);
+            let req = read_request(&mut &raw[..], 1024).unwrap();
+            proptest::prop_assert_eq!(req, Request { method: "POST".into(), path, body });
+        }
     }
 
     #[test]
