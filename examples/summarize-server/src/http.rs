@@ -87,6 +87,9 @@ pub enum HttpError {
         /// The limit.
         limit: usize,
     },
+    /// The server's memory budget cannot cover this request now.
+    #[error("the server is busy: try again later")]
+    Busy,
     /// `Transfer-Encoding` (e.g. chunked) is not implemented.
     #[error("Transfer-Encoding is not supported: send a Content-Length body")]
     TransferEncoding,
@@ -109,6 +112,7 @@ impl HttpError {
             HttpError::LengthRequired { .. } => Some(411),
             HttpError::BodyTooLarge { .. } => Some(413),
             HttpError::TransferEncoding => Some(501),
+            HttpError::Busy => Some(503),
             _ => Some(400),
         }
     }
@@ -190,6 +194,16 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
 /// (a maintained parser made for this) under this module's size limits; the framing rules are ours: `Content-Length`
 /// bodies only, one `Content-Length`, no `Transfer-Encoding`, ASCII header values.
 pub fn read_request(r: &mut impl BufRead, max_body: usize) -> Result<Request, HttpError> {
+    read_request_admitted(r, max_body, &mut |_| true)
+}
+
+/// [`read_request`], asking `admit` (with the body's length) whether the request may be served before its body is
+/// read: a refusal is [`HttpError::Busy`] (503).
+pub fn read_request_admitted(
+    r: &mut impl BufRead,
+    max_body: usize,
+    admit: &mut dyn FnMut(u64) -> bool,
+) -> Result<Request, HttpError> {
     let head = read_head(r)?;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -227,6 +241,9 @@ pub fn read_request(r: &mut impl BufRead, max_body: usize) -> Result<Request, Ht
     };
     if length > u64::try_from(max_body).unwrap_or(u64::MAX) {
         return Err(HttpError::BodyTooLarge { length, limit: max_body });
+    }
+    if !admit(length) {
+        return Err(HttpError::Busy);
     }
     let mut body = Vec::new();
     r.take(length).read_to_end(&mut body)?;

@@ -7,7 +7,7 @@ use std::io::{BufReader, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +23,67 @@ pub struct Limits {
     pub max_connections: usize,
     /// Read and write timeout per connection.
     pub io_timeout: Duration,
+    /// The whole request (head and body) must arrive within this long, however slowly it trickles: slow
+    /// connections cannot hold their slots (and starve `/healthz`) for longer.
+    pub request_deadline: Duration,
+    /// Memory that requests in flight may use together, in bytes. A request reserves its worst case (see
+    /// [`request_cost`]) once its `Content-Length` is known, before its body is read; when the budget cannot cover
+    /// it, it gets 503. Admission is by memory, not only by connection count.
+    pub memory_budget: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body: 1024 * 1024, max_connections: 64, io_timeout: Duration::from_secs(10) }
+        Limits {
+            max_body: 1024 * 1024,
+            max_connections: 64,
+            io_timeout: Duration::from_secs(10),
+            request_deadline: Duration::from_secs(15),
+            memory_budget: 384 << 20,
+        }
+    }
+}
+
+/// The most memory one request can take while it is served: the head, the body, and the summariser's working set
+/// for that body (sentences, tokens, term tables, the response), bounded by [`SUMMARIZE_COST_PER_BYTE`] times the body.
+pub fn request_cost(body_len: u64) -> usize {
+    let body = usize::try_from(body_len).unwrap_or(usize::MAX);
+    (http::MAX_HEAD + 4096).saturating_add(body.saturating_mul(SUMMARIZE_COST_PER_BYTE + 1))
+}
+
+/// Bytes of summariser working set per byte of text, at most. The review measured about 160 MB for a 1 MiB body of
+/// `"a. "` (the worst case: a sentence every three bytes); this bound covers it.
+pub const SUMMARIZE_COST_PER_BYTE: usize = 160;
+
+/// The memory requests in flight have reserved (see [`Limits::memory_budget`]).
+#[derive(Debug, Default)]
+pub struct Budget {
+    reserved: AtomicUsize,
+}
+
+/// A reservation, returned to the budget when dropped.
+pub struct Reservation<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Budget {
+    /// Reserves `bytes` if the total stays within `limit`.
+    pub fn reserve(&self, bytes: usize, limit: usize) -> Option<Reservation<'_>> {
+        let mut current = self.reserved.load(Ordering::SeqCst);
+        loop {
+            let next = current.checked_add(bytes).filter(|n| *n <= limit)?;
+            match self.reserved.compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Some(Reservation { budget: self, bytes }),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.reserved.fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 
@@ -97,13 +153,21 @@ fn route_name(req: &http::Request) -> &'static str {
 }
 
 /// Counts bytes read through it, for the access log.
-struct Counting<R> {
-    inner: R,
+/// It also enforces the request's overall deadline: each read may wait only for what is left of it.
+struct Counting {
+    inner: TcpStream,
     count: usize,
+    deadline: Instant,
+    io_timeout: Duration,
 }
 
-impl<R: Read> Read for Counting<R> {
+impl Read for Counting {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request deadline passed"));
+        }
+        self.inner.set_read_timeout(Some(left.min(self.io_timeout)))?;
         let n = self.inner.read(buf)?;
         self.count += n;
         Ok(n)
@@ -111,14 +175,20 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Serves one connection: reads one request, answers it, closes.
-pub fn handle_connection(stream: TcpStream, limits: &Limits) {
+pub fn handle_connection(stream: TcpStream, limits: &Limits, budget: &Budget) {
     let _ = stream.set_read_timeout(Some(limits.io_timeout));
     let _ = stream.set_write_timeout(Some(limits.io_timeout));
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(Counting { inner: read_half, count: 0 });
-    let (route, resp) = match http::read_request(&mut reader, limits.max_body) {
+    let deadline = Instant::now() + limits.request_deadline;
+    let mut reader = BufReader::new(Counting { inner: read_half, count: 0, deadline, io_timeout: limits.io_timeout });
+    let mut reservation = None;
+    let mut admit = |length: u64| {
+        reservation = budget.reserve(request_cost(length), limits.memory_budget);
+        reservation.is_some()
+    };
+    let (route, resp) = match http::read_request_admitted(&mut reader, limits.max_body, &mut admit) {
         Ok(req) => (route_name(&req), route(&req)),
         Err(e) => match e.status() {
             Some(status) => ("malformed", Response::error(status, &e.to_string())),
@@ -152,6 +222,7 @@ impl Drop for Slot {
 /// Accepts connections forever, one thread each, at most `limits.max_connections` at once.
 pub fn serve(listener: &TcpListener, limits: &Limits) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
+    let budget = Arc::new(Budget::default());
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
@@ -162,9 +233,10 @@ pub fn serve(listener: &TcpListener, limits: &Limits) -> std::io::Result<()> {
         }
         let slot = Slot(Arc::clone(&active));
         let limits = limits.clone();
+        let budget = Arc::clone(&budget);
         let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
             let _slot = slot;
-            handle_connection(stream, &limits);
+            handle_connection(stream, &limits, &budget);
         });
         if let Err(e) = spawned {
             eprintln!("summarize-server: could not start a connection thread: {e}");

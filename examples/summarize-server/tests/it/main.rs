@@ -156,3 +156,69 @@ fn refuses_connections_over_the_cap() {
     }
     assert_eq!(status, 200);
 }
+
+/// A server with `limits` on a free loopback port.
+fn server_with(limits: summarize_server::server::Limits) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || summarize_server::server::serve(&listener, &limits));
+    addr
+}
+
+/// Issue 11 item 18, issue 17 item 6: a request that trickles in (a byte every 100 ms, each read within the per-read
+/// timeout) is cut off at the overall request deadline, and `/healthz` still answers meanwhile.
+#[test]
+fn slow_request_is_cut_off_at_the_deadline() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let limits = summarize_server::server::Limits {
+        request_deadline: Duration::from_millis(800),
+        io_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let addr = server_with(limits);
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut closed_at = None;
+    for byte in b"POST /v1/summarize HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".iter().cycle().take(100) {
+        if slow.write_all(&[*byte]).is_err() {
+            closed_at = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_millis(300) && started.elapsed() < Duration::from_millis(500) {
+            assert_eq!(exchange(&addr, b"GET /healthz HTTP/1.1\r\n\r\n").0, 200, "healthz while a slow client waits");
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut slow, &mut answer);
+    let elapsed = closed_at.unwrap_or_else(|| started.elapsed());
+    assert!(elapsed < Duration::from_secs(5), "the slow request held its connection for {elapsed:?}");
+    assert!(!String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "the trickled request was served");
+}
+
+/// Issue 17 item 6: admission by memory. With a budget that covers one large request, a second large request that
+/// arrives while the first is in flight gets 503, and a small one still gets through.
+#[test]
+fn large_requests_are_admitted_by_memory_budget() {
+    use std::io::Write;
+    use std::time::Duration;
+    use summarize_server::server::{request_cost, Limits};
+    let body_len = 64 * 1024;
+    let limits = Limits {
+        memory_budget: request_cost(body_len) + request_cost(1000),
+        io_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let addr = server_with(limits);
+    // The first large request reserves its cost and then waits for its body.
+    let mut first = TcpStream::connect(&addr).unwrap();
+    first.write_all(format!("POST /v1/summarize HTTP/1.1\r\nContent-Length: {body_len}\r\n\r\n").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = format!("POST /v1/summarize HTTP/1.1\r\nContent-Length: {body_len}\r\n\r\n");
+    assert_eq!(exchange(&addr, second.as_bytes()).0, 503, "no memory left for a second large request");
+    let small = serde_json::json!({"text": "Small requests still fit. They do."}).to_string();
+    assert_eq!(post(&addr, &small).0, 200);
+    drop(first);
+}
