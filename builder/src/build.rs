@@ -629,6 +629,16 @@ fn seal(
         return Err(BuildError::InputChanged { role, path });
     }
     let init = find(inputs, "init")?;
+    let modes: Vec<(String, u32)> = layout
+        .entries
+        .iter()
+        .filter_map(|(dest, e)| match e.kind {
+            Kind::Directory { mode, .. } | Kind::File { mode, .. } | Kind::CharDevice { mode, .. } => {
+                Some((dest.clone(), mode))
+            }
+            _ => None,
+        })
+        .collect();
     let mut entries = Vec::with_capacity(layout.entries.len());
     for (dest, entry) in &layout.entries {
         let kind = match &entry.kind {
@@ -670,6 +680,7 @@ fn seal(
             .map(|(tree, m)| ModuleTree { tree, load: &m.load }),
         sealing: &recipe.sealing,
         strict: options.strict,
+        modes: &modes,
         allow_unsealed: options.allow_unsealed,
     })?)
 }

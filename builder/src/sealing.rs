@@ -46,6 +46,7 @@
 //! | a word after `--` on the command line | `cmdline:init-arg:<word>`, e.g. `cmdline:init-arg:single` |
 //! | a kernel option (required, forbidden, or `=m` without its module) | the option, e.g. `CONFIG_KEXEC` |
 //! | no kernel configuration to check | `kconfig:unavailable` |
+//! | a setuid or setgid file or directory in the initrd | `setid:<path>`, e.g. `setid:/usr/bin/server` |
 //!
 //! # Example
 //!
@@ -73,6 +74,7 @@
 //!     modules: None,
 //!     sealing: &spec,
 //!     strict: false,
+//!     modes: &[],
 //!     allow_unsealed: true, // the default (false) would fail on the shell
 //! })?;
 //! assert_eq!(outcome.policy.verdict, Verdict::Violations);
@@ -193,6 +195,8 @@ pub struct SealInputs<'a> {
     pub sealing: &'a SealingSpec,
     /// `--strict` on the command line: strict whatever the recipe says.
     pub strict: bool,
+    /// Every initrd entry's permission bits (path, mode), for the setuid/setgid check.
+    pub modes: &'a [(String, u32)],
     /// `--allow-unsealed` on the command line: unwaived violations are recorded and warned about, not fatal (unless
     /// `--strict` is also given).
     pub allow_unsealed: bool,
@@ -382,6 +386,7 @@ pub fn remedy(v: &Violation) -> String {
             format!("remove `{path}` from the initrd")
         }
         Category::KernelCmdline => "change kernel.cmdline (or the kernel's built-in CONFIG_CMDLINE)".to_string(),
+        Category::PrivilegeBit => "drop the setuid/setgid bits from its `mode` in the recipe".to_string(),
         Category::KernelConfig if v.item == crate::policy::KCONFIG_UNAVAILABLE => {
             "set kernel.config to the kernel's config file".to_string()
         }
@@ -414,6 +419,9 @@ pub fn check(inputs: &SealInputs<'_>) -> Result<SealOutcome, SealError> {
     };
     let module_files: Vec<ModuleFile> = set.iter().flat_map(|s| &s.modules).map(module_file).collect();
     scan_initrd(&mut checker, inputs.entries, &module_files)?;
+    for (dest, mode) in inputs.modes {
+        checker.check_mode(dest, *mode);
+    }
     checker.check_cmdline(inputs.cmdline, config.as_ref());
     match &config {
         Some(config) => {

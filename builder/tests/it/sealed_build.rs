@@ -204,3 +204,26 @@ fn strict_build_verifies_identical() {
     let run = tree.run(&["verify", "out/demo-0.1.0.cvm.tar", "--recipe", "src/recipe.yaml"]).ok();
     assert!(run.stdout.ends_with("verified: the rebuild is identical\n"), "{}", run.stdout);
 }
+
+/// Issue 11 item 6, issue 17: a setuid or setgid file in the initrd is a sealing violation unless waived; the default
+/// (strict) build fails, naming the file and the fix.
+#[test]
+fn issue11_setuid_file_in_the_initrd_is_a_violation() {
+    let tree = sealed_tree("");
+    let recipe = String::from_utf8(tree.read("src/recipe.yaml")).unwrap();
+    let with_setuid = recipe.replace(
+        "    - {src: inputs/server, dst: /usr/bin/server}\n",
+        "    - {src: inputs/server, dst: /usr/bin/server, mode: 0o4755}\n",
+    );
+    assert_ne!(with_setuid, recipe, "test bug: the files line changed");
+    tree.recipe(&with_setuid);
+    tree.build(&[]).fails(
+        1,
+        &[
+            "`setid:/usr/bin/server`: `/usr/bin/server` is setuid (mode 4755)",
+            "fix: drop the setuid/setgid bits from its `mode` in the recipe",
+        ],
+    );
+    tree.recipe(&format!("{with_setuid}sealing:\n  waivers: [{{item: \"setid:/usr/bin/server\", reason: a test}}]\n"));
+    tree.build(&[]).ok();
+}

@@ -129,6 +129,7 @@ impl Image {
             modules: self.modules.as_ref().map(|(tree, load)| ModuleTree { tree, load }),
             sealing: &self.spec,
             strict: self.strict,
+            modes: &[],
             allow_unsealed: self.allow_unsealed,
         })
     }
