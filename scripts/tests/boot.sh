@@ -51,6 +51,36 @@ cleanup() {
   fi
   run_pid=
 }
+# monitor_command CMD: sends one HMP command to the QEMU monitor socket.
+monitor_command() {
+  python3 - "$monitor" "$1" <<'EOF' || fail "could not send $1 to the monitor $monitor"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.recv(4096)  # the banner and prompt
+s.sendall(sys.argv[2].encode() + b"\n")
+time.sleep(0.5)
+s.close()
+EOF
+}
+
+# wait_for_exit SECONDS: waits (bounded) for `cvmforge run` to end; sets `status` to its exit status, or leaves it
+# empty if it is still running.
+wait_for_exit() {
+  status=
+  local deadline=$((SECONDS + $1))
+  while [ $SECONDS -lt $deadline ]; do
+    if ! kill -0 "$run_pid" 2>/dev/null; then
+      wait "$run_pid"
+      status=$?
+      run_pid=
+      return
+    fi
+    sleep 0.5
+  done
+}
+
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
@@ -176,28 +206,9 @@ fi
 
 # --- 3. Ctrl-Alt-Del -> payload dies -> the VM powers off ----------------------------------------------------------
 if kill -0 "$run_pid" 2>/dev/null; then
-  python3 - "$monitor" <<'EOF' || fail "could not send sendkey ctrl-alt-delete to the monitor $monitor"
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.recv(4096)  # the banner and prompt
-s.sendall(b"sendkey ctrl-alt-delete\n")
-time.sleep(0.5)
-s.close()
-EOF
+  monitor_command "sendkey ctrl-alt-delete"
 fi
-status=
-deadline=$((SECONDS + 60))
-while [ $SECONDS -lt $deadline ]; do
-  if ! kill -0 "$run_pid" 2>/dev/null; then
-    wait "$run_pid"
-    status=$?
-    run_pid=
-    break
-  fi
-  sleep 0.5
-done
+wait_for_exit 60
 if [ "$status" = 0 ]; then
   pass "cvmforge run exited 0 after Ctrl-Alt-Del ($(cat "$work/run.out")); whole boot $((SECONDS - boot_start)) s"
 else
@@ -265,28 +276,9 @@ while [ $SECONDS -lt $deadline ] && kill -0 "$run_pid" 2>/dev/null; do
   sleep 0.5
 done
 if [ -n "$ready" ]; then
-  python3 - "$monitor" <<'EOF' || fail "could not send system_powerdown to the monitor $monitor"
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.recv(4096)
-s.sendall(b"system_powerdown\n")
-time.sleep(0.5)
-s.close()
-EOF
+  monitor_command system_powerdown
 fi
-status=
-deadline=$((SECONDS + 60))
-while [ $SECONDS -lt $deadline ]; do
-  if ! kill -0 "$run_pid" 2>/dev/null; then
-    wait "$run_pid"
-    status=$?
-    run_pid=
-    break
-  fi
-  sleep 0.5
-done
+wait_for_exit 60
 cleanup
 if [ "$status" = 0 ] && grep -q '^cvmforge-init: power button (event[0-9]*): stopping the payload' "$work/console2.log" \
   && grep -q '^cvmforge-init: payload exited with signal SIGTERM; powering off' "$work/console2.log"; then
