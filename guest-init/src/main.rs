@@ -118,6 +118,7 @@ fn run() -> Result<String, InitError> {
     for line in net::bring_up(net)? {
         log!("{line}");
     }
+    log!("{}", mounts::mount_configfs_if_present()?);
     log_block_devices();
     let mut buttons = button::open_power_buttons();
     for (name, _) in &buttons {

@@ -70,6 +70,19 @@ impl MountSpec {
     }
 }
 
+/// configfs on `/sys/kernel/config`, where configfs-tsm makes attestation reports (Linux 6.7+): mounted when the
+/// kernel has it (built in, or its module loaded), so that the payload can ask for a report binding its key.
+/// Returns what happened, for the log; a kernel without configfs is not an error (the payload then says it has
+/// no report device).
+pub(crate) fn mount_configfs_if_present() -> Result<&'static str, MountError> {
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems.lines().any(|l| l.split_whitespace().last() == Some("configfs")) {
+        return Ok("configfs is not in this kernel: no configfs-tsm attestation reports");
+    }
+    MountSpec { fstype: "configfs", target: "/sys/kernel/config", flags: NOSUID_NODEV_NOEXEC, data: "" }.apply()?;
+    Ok("mounted configfs on /sys/kernel/config (configfs-tsm attestation reports)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,11 @@
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Usage text printed by `--help` and on usage errors.
-pub const USAGE: &str = "usage: summarize-server [--listen ADDR]\n\n\
-  --listen ADDR  address to listen on (default 127.0.0.1:8080; use 0.0.0.0:8080 in a VM)\n\
-  --help         print this help\n";
+pub const USAGE: &str = "usage: summarize-server [--listen ADDR] [--tls-listen ADDR]\n\n\
+  --listen ADDR      plain HTTP address (default 127.0.0.1:8080; use 0.0.0.0:8080 in a VM): /healthz, and with\n\
+                     --tls-listen, /v1/attestation (the report that binds the TLS key); summaries then go over TLS\n\
+  --tls-listen ADDR  TLS address for /v1/summarize, with a key made at start-up that never leaves memory\n\
+  --help             print this help\n";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +17,8 @@ pub enum Command {
     Serve {
         /// The `host:port` to bind.
         listen: String,
+        /// The `host:port` of the TLS listener, if any.
+        tls_listen: Option<String>,
     },
     /// Print the usage and exit 0.
     Help,
@@ -47,21 +51,24 @@ pub enum ArgsError {
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, ArgsError> {
     let mut listen = None;
+    let mut tls_listen = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
+        let (flag, slot): (&'static str, &mut Option<String>) = match arg.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
-            "--listen" => args.next().ok_or(ArgsError::MissingValue { flag: "--listen" })?,
-            _ => match arg.strip_prefix("--listen=") {
-                Some(v) => v.to_owned(),
-                None => return Err(ArgsError::Unexpected { arg }),
-            },
+            a if a == "--listen" || a.starts_with("--listen=") => ("--listen", &mut listen),
+            a if a == "--tls-listen" || a.starts_with("--tls-listen=") => ("--tls-listen", &mut tls_listen),
+            _ => return Err(ArgsError::Unexpected { arg }),
         };
-        if listen.replace(value).is_some() {
-            return Err(ArgsError::Repeated { flag: "--listen" });
+        let value = match arg.split_once('=') {
+            Some((_, v)) => v.to_owned(),
+            None => args.next().ok_or(ArgsError::MissingValue { flag })?,
+        };
+        if slot.replace(value).is_some() {
+            return Err(ArgsError::Repeated { flag });
         }
     }
-    Ok(Command::Serve { listen: listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()) })
+    Ok(Command::Serve { listen: listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()), tls_listen })
 }
 
 #[cfg(test)]
@@ -74,10 +81,14 @@ mod tests {
 
     #[test]
     fn parses_listen_forms() {
-        let want = Command::Serve { listen: "0.0.0.0:1".into() };
+        let want = Command::Serve { listen: "0.0.0.0:1".into(), tls_listen: None };
         assert_eq!(p(&["--listen", "0.0.0.0:1"]), Ok(want.clone()));
         assert_eq!(p(&["--listen=0.0.0.0:1"]), Ok(want));
-        assert_eq!(p(&[]), Ok(Command::Serve { listen: DEFAULT_LISTEN.into() }));
+        assert_eq!(p(&[]), Ok(Command::Serve { listen: DEFAULT_LISTEN.into(), tls_listen: None }));
+        assert_eq!(
+            p(&["--tls-listen", "0.0.0.0:8443", "--listen=0.0.0.0:8080"]),
+            Ok(Command::Serve { listen: "0.0.0.0:8080".into(), tls_listen: Some("0.0.0.0:8443".into()) })
+        );
         assert_eq!(p(&["--help"]), Ok(Command::Help));
     }
 
@@ -86,5 +97,6 @@ mod tests {
         assert_eq!(p(&["--listen"]), Err(ArgsError::MissingValue { flag: "--listen" }));
         assert_eq!(p(&["--port", "1"]), Err(ArgsError::Unexpected { arg: "--port".into() }));
         assert_eq!(p(&["--listen=a", "--listen=b"]), Err(ArgsError::Repeated { flag: "--listen" }));
+        assert_eq!(p(&["--tls-listen"]), Err(ArgsError::MissingValue { flag: "--tls-listen" }));
     }
 }

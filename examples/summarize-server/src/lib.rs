@@ -16,6 +16,9 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod attest;
+pub mod client;
 pub mod http;
 pub mod server;
 pub mod summarize;
+pub mod tls;

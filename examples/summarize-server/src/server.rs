@@ -147,59 +147,131 @@ fn summarize_endpoint(body: &[u8]) -> Response {
 fn route_name(req: &http::Request) -> &'static str {
     match req.path.as_str() {
         "/v1/summarize" => "summarize",
+        "/v1/attestation" => "attestation",
         "/healthz" => "healthz",
         _ => "other",
     }
 }
 
 /// Counts bytes read through it, for the access log.
-/// It also enforces the request's overall deadline: each read may wait only for what is left of it.
-struct Counting {
-    inner: TcpStream,
+/// It also enforces the request's overall deadline: each read may wait only for what is left of it (`sock` is a
+/// handle on the same socket, to set the timeout even when `inner` is a TLS stream over it).
+struct Counting<S> {
+    inner: S,
+    sock: TcpStream,
     count: usize,
     deadline: Instant,
     io_timeout: Duration,
 }
 
-impl Read for Counting {
+impl<S: Read> Read for Counting<S> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request deadline passed"));
         }
-        self.inner.set_read_timeout(Some(left.min(self.io_timeout)))?;
+        self.sock.set_read_timeout(Some(left.min(self.io_timeout)))?;
         let n = self.inner.read(buf)?;
         self.count += n;
         Ok(n)
     }
 }
 
-/// Serves one connection: reads one request, answers it, closes.
+/// What a listener serves besides the summariser: the TLS key's hash for the attestation endpoint, and whether
+/// summaries may be asked for on it (not on the plain listener once TLS is on).
+#[derive(Debug, Clone, Default)]
+pub struct Service {
+    /// SHA-256 of the TLS key's SubjectPublicKeyInfo, when the server has a TLS listener.
+    pub tls_spki_sha256: Option<[u8; 32]>,
+    /// Whether `/v1/summarize` is refused here because it is served over TLS only.
+    pub summarize_tls_only: bool,
+}
+
+/// Routes with the listener's [`Service`]: `/v1/attestation` (the report binding the TLS key), and on the plain
+/// listener of a TLS server, `/v1/summarize` refused (403) so that no text ever travels in the clear.
+pub fn route_with(req: &http::Request, service: &Service) -> Response {
+    match (req.path.as_str(), req.method.as_str(), service.tls_spki_sha256) {
+        ("/v1/attestation", "GET", Some(spki)) => {
+            let (answer, ok) = crate::attest::attest(&spki);
+            let body = serde_json::to_vec(&answer).unwrap_or_default();
+            Response::json(if ok { 200 } else { 503 }, body)
+        }
+        ("/v1/attestation", _, Some(_)) => method_not_allowed("GET"),
+        ("/v1/summarize", _, _) if service.summarize_tls_only => {
+            Response::error(403, "summaries are served over TLS only: use the TLS port, after checking /v1/attestation")
+        }
+        _ => route(req),
+    }
+}
+
+/// Serves one plain connection: reads one request, answers it, closes.
 pub fn handle_connection(stream: TcpStream, limits: &Limits, budget: &Budget) {
-    let _ = stream.set_read_timeout(Some(limits.io_timeout));
+    handle_plain(stream, limits, budget, &Service::default());
+}
+
+fn handle_plain(stream: TcpStream, limits: &Limits, budget: &Budget, service: &Service) {
     let _ = stream.set_write_timeout(Some(limits.io_timeout));
-    let Ok(read_half) = stream.try_clone() else {
+    let Ok(sock) = stream.try_clone() else {
         return;
     };
+    if let Some(reader) = serve_one(stream, sock, limits, budget, service) {
+        let (stream, sock) = (reader.get_ref().inner.try_clone(), &reader.get_ref().sock);
+        if let Ok(stream) = stream {
+            linger(sock, stream, Duration::from_millis(500));
+        }
+    }
+}
+
+/// Serves one TLS connection: the handshake, then one request, within the same deadline.
+pub fn handle_tls_connection(
+    stream: TcpStream,
+    limits: &Limits,
+    budget: &Budget,
+    service: &Service,
+    config: Arc<rustls::ServerConfig>,
+) {
+    let _ = stream.set_write_timeout(Some(limits.io_timeout));
+    let Ok(sock) = stream.try_clone() else {
+        return;
+    };
+    let Ok(connection) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let tls = rustls::StreamOwned::new(connection, stream);
+    if let Some(mut reader) = serve_one(tls, sock, limits, budget, service) {
+        let tls = &mut reader.get_mut().inner;
+        tls.conn.send_close_notify();
+        let _ = std::io::Write::flush(tls);
+    }
+}
+
+/// Reads one request from `stream` (plain or TLS), answers it, logs it; returns the reader for the caller's close.
+fn serve_one<S: Read + std::io::Write>(
+    stream: S,
+    sock: TcpStream,
+    limits: &Limits,
+    budget: &Budget,
+    service: &Service,
+) -> Option<BufReader<Counting<S>>> {
     let deadline = Instant::now() + limits.request_deadline;
-    let mut reader = BufReader::new(Counting { inner: read_half, count: 0, deadline, io_timeout: limits.io_timeout });
+    let counting = Counting { inner: stream, sock, count: 0, deadline, io_timeout: limits.io_timeout };
+    let mut reader = BufReader::new(counting);
     let mut reservation = None;
     let mut admit = |length: u64| {
         reservation = budget.reserve(request_cost(length), limits.memory_budget);
         reservation.is_some()
     };
     let (route, resp) = match http::read_request_admitted(&mut reader, limits.max_body, &mut admit) {
-        Ok(req) => (route_name(&req), route(&req)),
+        Ok(req) => (route_name(&req), route_with(&req, service)),
         Err(e) => match e.status() {
             Some(status) => ("malformed", Response::error(status, &e.to_string())),
-            None => return,
+            None => return None,
         },
     };
-    let mut writer = &stream;
-    let written = http::write_response(&mut writer, &resp).unwrap_or(0);
+    let written = http::write_response(&mut reader.get_mut().inner, &resp).unwrap_or(0);
     let received = reader.get_ref().count;
     eprintln!("{route} {} in={received} out={written}", resp.status);
-    linger(&stream, reader, Duration::from_millis(500));
+    Some(reader)
 }
 
 /// Half-closes and drains briefly, so that an early answer (413, 503) is not lost to
@@ -219,10 +291,20 @@ impl Drop for Slot {
     }
 }
 
-/// Accepts connections forever, one thread each, at most `limits.max_connections` at once.
+/// Accepts plain connections forever, one thread each, at most `limits.max_connections` at once.
 pub fn serve(listener: &TcpListener, limits: &Limits) -> std::io::Result<()> {
+    serve_with(listener, limits, &Arc::new(Budget::default()), &Service::default(), None)
+}
+
+/// Accepts connections forever (TLS ones when `tls` is given), sharing `budget` with the server's other listener.
+pub fn serve_with(
+    listener: &TcpListener,
+    limits: &Limits,
+    budget: &Arc<Budget>,
+    service: &Service,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
-    let budget = Arc::new(Budget::default());
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
@@ -232,11 +314,13 @@ pub fn serve(listener: &TcpListener, limits: &Limits) -> std::io::Result<()> {
             continue;
         }
         let slot = Slot(Arc::clone(&active));
-        let limits = limits.clone();
-        let budget = Arc::clone(&budget);
+        let (limits, budget, service, tls) = (limits.clone(), Arc::clone(budget), service.clone(), tls.clone());
         let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
             let _slot = slot;
-            handle_connection(stream, &limits, &budget);
+            match tls {
+                Some(config) => handle_tls_connection(stream, &limits, &budget, &service, config),
+                None => handle_plain(stream, &limits, &budget, &service),
+            }
         });
         if let Err(e) = spawned {
             eprintln!("summarize-server: could not start a connection thread: {e}");

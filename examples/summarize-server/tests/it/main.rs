@@ -222,3 +222,56 @@ fn large_requests_are_admitted_by_memory_budget() {
     assert_eq!(post(&addr, &small).0, 200);
     drop(first);
 }
+
+/// Issue 17: the attested channel end to end, as a client does it. The plain listener serves `/v1/attestation`
+/// (here 503: no confidential-computing device, said explicitly, with the TLS key's hash and no made-up report) and
+/// refuses summaries; the TLS listener serves them to a client that pins exactly the attested key, and refuses a
+/// client pinning another key.
+#[test]
+fn attested_tls_channel_end_to_end() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_summarize-server"))
+        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        lines.push(line.trim().to_owned());
+    }
+    let server = Server { child, addr: String::new(), stderr };
+    let tls_addr = lines[0].strip_prefix("summarize-server: listening on ").unwrap().strip_suffix(" (TLS)").unwrap();
+    let logged_key = lines[1].strip_prefix("summarize-server: TLS key SPKI sha256 ").unwrap();
+    let plain_addr = lines[2].strip_prefix("summarize-server: listening on ").unwrap();
+
+    let (status, _, body) = exchange(plain_addr, b"GET /v1/attestation HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 503);
+    let evidence: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(evidence["error"].as_str().unwrap().starts_with("no confidential-computing report device"), "{evidence}");
+    assert!(evidence.get("report").is_none(), "never a made-up report: {evidence}");
+    let key_hex = evidence["tls_spki_sha256"].as_str().unwrap();
+    assert_eq!(key_hex, logged_key);
+    assert_eq!(evidence["report_data"].as_str().unwrap(), format!("{key_hex}{}", "0".repeat(64)));
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(key_hex, &mut key).unwrap();
+
+    // No text in the clear: the plain listener refuses summaries.
+    assert_eq!(post(plain_addr, r#"{"text":"secret."}"#).0, 403);
+
+    let body = r#"{"text":"Attested channels carry the text. Nothing else does.","max_sentences":1}"#;
+    let request = format!("POST /v1/summarize HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let response = summarize_server::client::https_request(tls_addr, key, request.as_bytes()).unwrap();
+    let text = String::from_utf8(response).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\"method\":\"tfidf-extractive/v1\""), "{text}");
+
+    let mut other = key;
+    other[0] ^= 1;
+    let refused = summarize_server::client::https_request(tls_addr, other, request.as_bytes());
+    assert!(refused.is_err(), "a client pinning another key must not get an answer");
+    drop(server);
+}
