@@ -123,6 +123,13 @@ impl<W: Write> CpioWriter<W> {
         self.write_header(&header).map_err(|source| io_error(name, source))
     }
 
+    /// Adds the archive's root directory, named `.` (the kernel applies its mode and owner to the initramfs root).
+    pub fn add_root(&mut self, mode: u32) -> Result<(), CpioError> {
+        check_mode(".", mode)?;
+        let header = Header { name: ".", mode: mode::S_IFDIR | mode, nlink: 2, size: 0, rdev_major: 0, rdev_minor: 0 };
+        self.write_header(&header).map_err(|source| io_error(".", source))
+    }
+
     /// Adds a regular file of exactly `size` bytes read from `content`, and returns the SHA-256 of those bytes.
     pub fn add_file(
         &mut self,

@@ -50,7 +50,11 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
     progress.begin(Step::Initrd, total);
     let module_dests: Vec<String> = job.modules.iter().map(|m| m.dest.clone()).collect();
     let config = job.recipe.init_config_with_modules(&module_dests);
-    let mut entries = Vec::with_capacity(job.layout.entries.len());
+    let mut entries = Vec::with_capacity(job.layout.entries.len() + 1);
+    // The root directory first, with a fixed mode: without an entry for it the kernel leaves the initramfs root at
+    // its default mode 1777, writable by the payload (issue 17). guest-init also remounts it read-only.
+    cpio.add_root(ROOT_MODE)?;
+    entries.push(record("/", EntryType::Directory, ROOT_MODE, 0, None));
     for (name, entry) in &job.layout.entries {
         let record = match &entry.kind {
             Kind::Directory { mode, .. } => {
@@ -124,6 +128,9 @@ fn add_input<W: Write>(
 fn changed(input: &Input) -> BuildError {
     BuildError::InputChanged { role: input.role.clone(), path: input.path.clone() }
 }
+
+/// The mode of the initrd's root directory.
+const ROOT_MODE: u32 = 0o755;
 
 fn record(path: &str, kind: EntryType, mode: u32, size: u64, sha256: Option<[u8; 32]>) -> EntryRecord {
     EntryRecord {

@@ -8,6 +8,8 @@ const EPOCH: u32 = 1767225600;
 
 /// (path, mode with type bits) of every entry the standard recipe produces, in archive order.
 const STANDARD_ENTRIES: &[(&str, u32)] = &[
+    // The root directory, with a fixed mode (issue 17: otherwise the kernel leaves `/` at 1777).
+    (".", 0o040755),
     ("bin", 0o040755),
     ("bin/server", 0o120777),
     ("dev", 0o040755),
@@ -91,7 +93,7 @@ fn manifest_is_canonical_sorted_pretty_json() {
     // The library's reader accepts what the build wrote and writes the same bytes back.
     let parsed = cvmforge::manifest::Manifest::from_json(&text).unwrap();
     assert_eq!(parsed.to_json(), text);
-    assert_eq!(parsed.initrd.entries.len(), 13);
+    assert_eq!(parsed.initrd.entries.len(), 14);
     assert!(text.find("\"cvmforge_version\"").unwrap() < text.find("\"schema\"").unwrap());
 }
 
@@ -126,8 +128,9 @@ fn gzip_initrd_lists_exactly_the_expected_entries_with_owner_root() {
         .iter()
         .map(|e| (e["path"].as_str().unwrap().to_string(), e["mode"].as_str().unwrap().to_string()))
         .collect();
+    let as_path = |p: &str| if p == "." { "/".to_string() } else { format!("/{p}") };
     let expected: Vec<(String, String)> =
-        STANDARD_ENTRIES.iter().map(|(p, m)| (format!("/{p}"), format!("{:04o}", m & 0o7777))).collect();
+        STANDARD_ENTRIES.iter().map(|(p, m)| (as_path(p), format!("{:04o}", m & 0o7777))).collect();
     assert_eq!(listed, expected);
     let server = m["initrd"]["entries"].as_array().unwrap().iter().find(|e| e["path"] == "/usr/bin/server").unwrap();
     assert_eq!(server["sha256"], sha256_hex(&tree.read("src/inputs/server")));
@@ -160,6 +163,7 @@ fn gnu_cpio_reads_the_initrd_the_same_way() {
     assert_eq!(
         perms,
         [
+            "drwxr-xr-x",
             "drwxr-xr-x",
             "lrwxrwxrwx",
             "drwxr-xr-x",
@@ -272,7 +276,7 @@ fn summary_and_json_report_name_outputs_and_digests() {
     let run = tree.build(&[]).ok();
     let initrd = sha256_hex(&tree.read("out/initrd.img"));
     assert!(run.stdout.contains(&initrd), "{}", run.stdout);
-    assert!(run.stdout.contains("13 entries"), "{}", run.stdout);
+    assert!(run.stdout.contains("14 entries"), "{}", run.stdout);
     assert!(run.stdout.contains("gzip level 6"), "{}", run.stdout);
     assert!(run.stdout.contains("boot protocol 2.15"), "{}", run.stdout);
     assert!(run.stdout.contains("measurements: none"), "{}", run.stdout);
@@ -296,7 +300,7 @@ fn summary_and_json_report_name_outputs_and_digests() {
         ]
     );
     assert_eq!(report["lock"]["status"], "unchanged", "the first build wrote it, the second found the same bytes");
-    assert_eq!(report["initrd"]["entries"], 13);
+    assert_eq!(report["initrd"]["entries"], 14);
     let outputs = report["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 6);
     let manifest = outputs.iter().find(|o| o["name"] == "manifest.json").unwrap();
