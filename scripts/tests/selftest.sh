@@ -4,7 +4,8 @@
 #   1-4. the stage runner (scripts/stages.sh) fails a stage that prints no count, passes nothing, fails a case, or
 #        passes fewer cases than expected, and passes a good one;
 #   5.   scripts/tdx-rtmr1-check.sh on a random 100 kB "kernel" (both tools fail: no digest to compare) exits non-zero;
-#   6.   a gated Rust test with its gate removed (CVMFORGE_TEST_KERNEL unset) fails under CVMFORGE_REQUIRE_ALL=1,
+#   6.   scripts/snp-differential.py with no random configurations fails (too few accepted per mode);
+#   7.   a gated Rust test with its gate removed (CVMFORGE_TEST_KERNEL unset) fails under CVMFORGE_REQUIRE_ALL=1,
 #        naming the gate, and is skipped (visibly) without it.
 # Prints `N passed, N failed`.
 set -uo pipefail
@@ -33,11 +34,11 @@ for case in "silent:true:printed no" "nothing:echo 0 passed, 0 failed:fewer than
   "failing:echo 3 passed, 1 failed:case(s) failed" "short:echo 2 passed, 0 failed:fewer than"; do
   IFS=: read -r name cmd want <<< "$case"
   verdict=$(runner "$name" 3 bash -c "$cmd")
-  if [[ "$verdict" == *FAILED*"$want"* ]]; then ok "the runner fails a stage that $name: $verdict"
+  if [[ "$verdict" == *FAILED*"$want"* ]]; then ok "the runner fails a stage that $name: ${verdict#=== }"
   else bad "the runner did not fail the $name stage: ${verdict:-no verdict}"; fi
 done
 verdict=$(runner good 3 bash -c 'echo "test result: ok. 2 passed; 0 failed"; echo "test result: ok. 1 passed; 0 failed"')
-if [[ "$verdict" == *"ok, 3 passed, 0 failed"* ]]; then ok "the runner sums cargo's test results: $verdict"
+if [[ "$verdict" == *"ok, 3 passed, 0 failed"* ]]; then ok "the runner sums cargo's test results: ${verdict#=== }"
 else bad "the runner did not pass a good stage: ${verdict:-no verdict}"; fi
 
 # --- tdx-rtmr1-check.sh on a kernel neither tool can read ----------------------------------------------------------
@@ -46,6 +47,21 @@ if scripts/tdx-rtmr1-check.sh "$work/random-kernel" > "$work/rtmr1.log" 2>&1; th
   bad "tdx-rtmr1-check.sh passed on a random file: $(tail -n 1 "$work/rtmr1.log")"
 else
   ok "tdx-rtmr1-check.sh fails on a random file: $(tail -n 1 "$work/rtmr1.log")"
+fi
+
+# --- the SNP differential on (almost) nothing ----------------------------------------------------------------------
+# With no random configurations only the fixed edge cases run, and some modes then have fewer accepted
+# configurations than the differential requires: it must fail rather than pass on refusals.
+if [ -x "${CVMFORGE_SNP_REFERENCE:-}" ] && [ -x "${CVMFORGE_BIN:-}" ]; then
+  if python3 scripts/snp-differential.py "$CVMFORGE_BIN" --count 0 > "$work/diff.log" 2>&1; then
+    bad "snp-differential.py passed with no random configurations: $(tail -n 1 "$work/diff.log")"
+  elif grep -q "configuration(s) of mode .* were accepted" "$work/diff.log"; then
+    ok "snp-differential.py fails when too few configurations were measured: $(grep -m1 'were accepted' "$work/diff.log")"
+  else
+    bad "snp-differential.py failed for another reason:"; tail -n 5 "$work/diff.log" | sed 's/^/    /'
+  fi
+else
+  bad "the SNP differential self-check needs CVMFORGE_SNP_REFERENCE and CVMFORGE_BIN (scripts/test.sh sets them)"
 fi
 
 # --- a gate removed under CVMFORGE_REQUIRE_ALL=1 -------------------------------------------------------------------
