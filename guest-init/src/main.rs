@@ -129,6 +129,9 @@ fn run() -> Result<String, InitError> {
     }
     harden::seal_root()?;
     log!("/ is read-only, nosuid, nodev (mode 0755)");
+    for line in give_attestation_devices(&config) {
+        log!("{line}");
+    }
     let (pid, output) = payload::spawn(&config)?;
     log!("started payload pid {pid}");
     if let Err(e) = payload::verify_credentials(pid, &config) {
@@ -141,6 +144,31 @@ fn run() -> Result<String, InitError> {
         config.gid
     );
     supervise(&signals, pid, relay::Relay::new(output), &mut buttons)
+}
+
+/// The attestation-report devices (`/dev/sev-guest`, `/dev/tdx_guest`), when the kernel made them, become the
+/// payload's (owner uid/gid, mode 0600): the payload asks for reports that bind its own key in REPORT_DATA. Nothing
+/// else in /dev changes hands. A device that cannot be given is logged; the payload then reports "no device".
+fn give_attestation_devices(config: &Config) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut log = Vec::new();
+    for device in ["/dev/sev-guest", "/dev/tdx_guest"] {
+        if !std::path::Path::new(device).exists() {
+            continue;
+        }
+        let owner = nix::unistd::chown(
+            device,
+            Some(nix::unistd::Uid::from_raw(config.uid)),
+            Some(nix::unistd::Gid::from_raw(config.gid)),
+        );
+        let mode = std::fs::set_permissions(device, std::fs::Permissions::from_mode(0o600));
+        log.push(match (owner, mode) {
+            (Ok(()), Ok(())) => format!("{device} belongs to the payload (uid {}), mode 0600", config.uid),
+            (Err(e), _) => format!("cannot give {device} to the payload: {e}"),
+            (_, Err(e)) => format!("cannot give {device} to the payload: {e}"),
+        });
+    }
+    log
 }
 
 /// The block devices the guest sees (by name, from sysfs): the boot test reads this line to prove that a scratch

@@ -50,7 +50,13 @@ pub fn attest(spki_sha256: &[u8; 32]) -> (Attestation, bool) {
         tls_spki_sha256: hex::encode(spki_sha256),
         error: None,
     };
-    match tsm_report(Path::new(TSM_REPORT_DIR), &data) {
+    let from_tsm = tsm_report(Path::new(TSM_REPORT_DIR), &data);
+    let result = from_tsm.or_else(|tsm| {
+        sev_guest::get_report(Path::new(sev_guest::DEVICE), &data)
+            .map(|report| ("sev_guest".to_owned(), report))
+            .map_err(|dev| format!("{tsm}; {dev}"))
+    });
+    match result {
         Ok((provider, report)) => {
             out.provider = provider;
             out.report = Some(base64::engine::general_purpose::STANDARD.encode(report));
@@ -83,6 +89,79 @@ fn tsm_report(dir: &Path, data: &[u8; 64]) -> Result<(String, Vec<u8>), String> 
     result
 }
 
+/// The SEV-SNP guest device of Linux before configfs-tsm (`drivers/virt/coco/sev-guest`, `include/uapi/linux/
+/// sev-guest.h`): the `SNP_GET_REPORT` ioctl. guest-init gives the payload's user this device when it exists.
+/// Written to the ABI; it has not run on SEV-SNP hardware here (there is none), only its "no device" path has.
+#[allow(unsafe_code)]
+mod sev_guest {
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    /// The device.
+    pub(super) const DEVICE: &str = "/dev/sev-guest";
+
+    /// `struct snp_report_req`: REPORT_DATA, the VMPL to report (0), reserved.
+    #[repr(C)]
+    struct ReportReq {
+        user_data: [u8; 64],
+        vmpl: u32,
+        rsvd: [u8; 28],
+    }
+
+    /// `struct snp_report_resp`: the firmware's `MSG_REPORT_RSP` (status, report size, reserved, report).
+    #[repr(C)]
+    struct ReportResp {
+        data: [u8; 4000],
+    }
+
+    /// `struct snp_guest_request_ioctl`.
+    #[repr(C)]
+    struct GuestRequest {
+        msg_version: u8,
+        req_data: u64,
+        resp_data: u64,
+        exitinfo2: u64,
+    }
+
+    /// `_IOWR('S', 0x0, struct snp_guest_request_ioctl)`: read-write (3 << 30), size 32, type 'S', number 0.
+    pub(super) const SNP_GET_REPORT: u64 = (3 << 30) | (32 << 16) | ((b'S' as u64) << 8);
+
+    /// An attestation report with `data` as REPORT_DATA.
+    pub(super) fn get_report(device: &Path, data: &[u8; 64]) -> Result<Vec<u8>, String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(device)
+            .map_err(|e| format!("`{}`: {e}", device.display()))?;
+        let req = ReportReq { user_data: *data, vmpl: 0, rsvd: [0; 28] };
+        let mut resp = Box::new(ReportResp { data: [0; 4000] });
+        let mut ioctl = GuestRequest {
+            msg_version: 1,
+            req_data: std::ptr::addr_of!(req) as u64,
+            resp_data: std::ptr::addr_of_mut!(*resp) as u64,
+            exitinfo2: 0,
+        };
+        // SAFETY: the request and response point to live, correctly sized `repr(C)` structs of the ABI above, which
+        // outlive the call; the kernel writes only within the response and the ioctl struct.
+        let rc = unsafe { nix::libc::ioctl(file.as_raw_fd(), SNP_GET_REPORT as _, std::ptr::addr_of_mut!(ioctl)) };
+        if rc != 0 {
+            let errno = std::io::Error::last_os_error();
+            return Err(format!("SNP_GET_REPORT failed: {errno} (exitinfo2 {:#x})", ioctl.exitinfo2));
+        }
+        // MSG_REPORT_RSP: status (u32), report_size (u32), 24 reserved bytes, then the report.
+        let word = |at: usize| resp.data.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+        match (word(0), word(4)) {
+            (Some(0), Some(size)) => {
+                let end = 32usize.checked_add(size as usize).filter(|end| *end <= resp.data.len());
+                end.and_then(|end| resp.data.get(32..end))
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| format!("the report size {size} does not fit the response"))
+            }
+            (status, _) => Err(format!("the firmware answered status {status:?}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +177,14 @@ mod tests {
     fn without_a_device_says_so_and_serves_no_report() {
         let err = tsm_report(Path::new("/nonexistent/tsm/report"), &[0; 64]).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
+        let err = sev_guest::get_report(Path::new("/nonexistent/sev-guest"), &[0; 64]).unwrap_err();
+        assert!(err.contains("/nonexistent/sev-guest"), "{err}");
+    }
+
+    #[test]
+    fn the_ioctl_number_is_the_kernels() {
+        // SNP_GET_REPORT = _IOWR('S', 0x0, struct snp_guest_request_ioctl) = 0xc0205300 on x86-64, as the kernel
+        // headers define it (the struct is 32 bytes).
+        assert_eq!(sev_guest::SNP_GET_REPORT, 0xc020_5300);
     }
 }
