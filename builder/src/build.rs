@@ -730,12 +730,38 @@ fn copy_input(input: &inputs::Input, to: &Path, progress: &dyn Progress) -> Resu
     let out_err = |source| BuildError::Output { path: to.to_path_buf(), source };
     let mut writer = hashing::HashWriter::new(File::create(to).map_err(out_err)?);
     let mut reader = hashing::ProgressReader { inner: inputs::open(input)?, progress };
-    std::io::copy(&mut reader, &mut writer).map_err(|source| inputs::input_io(input, source))?;
+    copy_blaming(&mut reader, &mut writer).map_err(|failure| match failure {
+        CopyFailure::Read(source) => inputs::input_io(input, source),
+        CopyFailure::Write(source) => out_err(source),
+    })?;
     let (file, digest, size) = writer.into_parts();
     if digest != input.sha256 || size != input.size {
         return Err(BuildError::InputChanged { role: input.role.clone(), path: input.path.clone() });
     }
     file.sync_all().map_err(out_err)
+}
+
+/// Which side of a copy failed: a full output disk is the output's failure, not the input's.
+#[derive(Debug)]
+enum CopyFailure {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// `io::copy` that says which side failed.
+fn copy_blaming(reader: &mut dyn Read, writer: &mut dyn Write) -> Result<u64, CopyFailure> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyFailure::Read(e)),
+        };
+        writer.write_all(buf.get(..n).unwrap_or_default()).map_err(CopyFailure::Write)?;
+        total += n as u64;
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
@@ -879,6 +905,25 @@ mod tests {
             // The fake kernel has no readable configuration: these tests are about the output, not the policy.
             allow_unsealed: true,
         }
+    }
+
+    /// Issue 11, item 13: a full output disk is reported as the output's failure, not as a failure to read an input.
+    #[test]
+    fn a_failed_write_is_blamed_on_the_output() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let failure = copy_blaming(&mut &b"kernel bytes"[..], &mut Full).unwrap_err();
+        assert!(matches!(&failure, CopyFailure::Write(e) if e.raw_os_error() == Some(28)), "{failure:?}");
+        let mut out = Vec::new();
+        assert_eq!(copy_blaming(&mut &b"kernel bytes"[..], &mut out).unwrap(), 12);
+        assert_eq!(out, b"kernel bytes");
     }
 
     #[test]

@@ -48,9 +48,18 @@ pub mod mode {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CpioError {
-    /// Writing the archive (or reading an entry's content) failed.
-    #[error("I/O error while writing cpio entry `{path}`")]
+    /// Writing the archive failed (a full output disk is reported here).
+    #[error("writing the initrd failed at cpio entry `{path}`")]
     Io {
+        /// The entry being written.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading an entry's content (an input) failed.
+    #[error("reading the content of cpio entry `{path}` failed")]
+    Read {
         /// The entry being written.
         path: String,
         /// The underlying error.
@@ -220,7 +229,7 @@ impl<W: Write> CpioWriter<W> {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(io_error(name, source)),
+                Err(source) => return Err(CpioError::Read { path: name.to_string(), source }),
             };
             written += n as u64;
             if written > size {
