@@ -276,21 +276,64 @@ pub enum DiffError {
     },
 }
 
+/// The largest file `diff` holds in memory to explain it (archives, text, kernels). A larger file is streamed once
+/// through SHA-256 and compared by digest and size only; the finding says so and names this limit.
+pub const MAX_IN_MEMORY_FILE: u64 = 1 << 30;
+
+/// A file too large to hold: its digest and size, from one streamed pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Streamed {
+    sha256: [u8; 32],
+    size: u64,
+}
+
 /// One side, loaded.
 enum Input {
-    Directory(BTreeMap<String, Vec<u8>>),
+    /// An output directory: the files held in memory, and those only streamed.
+    Directory(BTreeMap<String, Vec<u8>>, BTreeMap<String, Streamed>),
     Bundle(Bundle, Vec<u8>),
     Blob(InputKind, Vec<u8>),
+    /// A single file too large to hold.
+    Large(Streamed),
 }
 
 impl Input {
     fn kind(&self) -> InputKind {
         match self {
-            Input::Directory(_) => InputKind::Directory,
+            Input::Directory(..) => InputKind::Directory,
             Input::Bundle(..) => InputKind::Bundle,
             Input::Blob(kind, _) => *kind,
+            Input::Large(_) => InputKind::File,
         }
     }
+}
+
+/// Streams a regular file (never following a final symlink) through SHA-256.
+fn stream_digest(path: &Path) -> Result<Streamed, DiffError> {
+    let io = |source| DiffError::Io { path: path.to_path_buf(), source };
+    let file = crate::regular_file::open_regular(path).map_err(io)?;
+    let hashing = crate::unpack::io::HashCount::new(std::io::BufReader::with_capacity(1 << 20, file));
+    let (sha256, size) = hashing.finish().map_err(io)?;
+    Ok(Streamed { sha256, size })
+}
+
+/// The finding for two files of which at least one was too large to hold: digests and sizes only.
+fn streamed_finding(path: &str, a: &Streamed, b: &Streamed) -> Option<Finding> {
+    if a == b {
+        return None;
+    }
+    let f = text::content_finding(path, None, None, &a.sha256, &b.sha256, a.size, b.size);
+    let mut detail = f.detail.clone();
+    detail.push(format!(
+        "at least one side is larger than the {MAX_IN_MEMORY_FILE} bytes that diff compares in memory \
+         (MAX_IN_MEMORY_FILE): compared by SHA-256 and size"
+    ));
+    Some(f.with_detail(detail))
+}
+
+fn streamed_of(bytes: &[u8]) -> Streamed {
+    use sha2::Digest;
+    Streamed { sha256: sha2::Sha256::digest(bytes).into(), size: bytes.len() as u64 }
 }
 
 /// Detects the kind of a file's content.
@@ -308,22 +351,48 @@ pub fn diff_paths(a: &Path, b: &Path, limits: &Limits) -> Result<Report, DiffErr
     let left = load(a, limits)?;
     let right = load(b, limits)?;
     let mut ctx = archive::Ctx::new(*limits);
+    let mut large_findings = Vec::new();
     match (&left, &right) {
+        (Input::Large(x), Input::Large(y)) => large_findings.extend(streamed_finding("(file)", x, y)),
+        (Input::Large(x), Input::Blob(_, y)) => large_findings.extend(streamed_finding("(file)", x, &streamed_of(y))),
+        (Input::Blob(_, x), Input::Large(y)) => large_findings.extend(streamed_finding("(file)", &streamed_of(x), y)),
         (Input::Blob(ka, x), Input::Blob(kb, y)) if ka == kb => ctx.blob("", x, y)?,
         (Input::Bundle(x, bx), Input::Bundle(y, by)) if bx != by => ctx.bundle("", x, y, (bx, by), None)?,
         (Input::Bundle(..), Input::Bundle(..)) => {}
-        (Input::Directory(_) | Input::Bundle(..), Input::Directory(_) | Input::Bundle(..)) => {
+        (Input::Directory(..) | Input::Bundle(..), Input::Directory(..) | Input::Bundle(..)) => {
             let (mut x, mut y) = (members(&left), members(&right));
             if left.kind() != right.kind() {
                 // A bundle cannot contain itself: compare the directory's loose files with the bundle's members.
                 x.retain(|name, _| !name.ends_with(BUNDLE_SUFFIX));
                 y.retain(|name, _| !name.ends_with(BUNDLE_SUFFIX));
             }
+            // Members too large to hold on either side are compared by digest, and left out of the detailed diff.
+            let (lx, ly) = (streamed_members(&left), streamed_members(&right));
+            for name in lx.keys().chain(ly.keys()).collect::<std::collections::BTreeSet<_>>() {
+                let side = |large: &BTreeMap<String, Streamed>, held: &BTreeMap<String, &[u8]>| {
+                    large.get(name).cloned().or_else(|| held.get(name).map(|b| streamed_of(b)))
+                };
+                if let (Some(a), Some(b)) = (side(&lx, &x), side(&ly, &y)) {
+                    large_findings.extend(streamed_finding(name, &a, &b));
+                    x.remove(name);
+                    y.remove(name);
+                }
+            }
             ctx.members("", &x, &y)?;
         }
         _ => return Err(DiffError::KindMismatch { a: left.kind(), b: right.kind() }),
     }
-    Ok(ctx.into_report())
+    let mut report = ctx.into_report();
+    report.identical &= large_findings.is_empty();
+    report.findings.extend(large_findings);
+    Ok(report)
+}
+
+fn streamed_members(input: &Input) -> BTreeMap<String, Streamed> {
+    match input {
+        Input::Directory(_, large) => large.clone(),
+        _ => BTreeMap::new(),
+    }
 }
 
 /// Compares two in-memory files (initrds, bundles, manifests or others), detecting their kind.
@@ -339,12 +408,12 @@ pub fn diff_bytes(a: &[u8], b: &[u8], limits: &Limits) -> Result<Report, DiffErr
 
 fn members(input: &Input) -> BTreeMap<String, &[u8]> {
     match input {
-        Input::Directory(files) => files.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect(),
+        Input::Directory(files, _) => files.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect(),
         Input::Bundle(bundle, _) => bundle
             .member_names()
             .filter_map(|name| bundle.member(name).map(|content| (name.to_string(), content)))
             .collect(),
-        Input::Blob(..) => BTreeMap::new(),
+        Input::Blob(..) | Input::Large(_) => BTreeMap::new(),
     }
 }
 
@@ -352,10 +421,13 @@ fn load(path: &Path, limits: &Limits) -> Result<Input, DiffError> {
     let io = |source| DiffError::Io { path: path.to_path_buf(), source };
     let meta = fs_err::metadata(path).map_err(io)?;
     if meta.is_dir() {
-        return load_dir(path, limits).map(Input::Directory);
+        return load_dir(path, limits);
     }
     // The path on the command line may be a symlink the user made; what it leads to must be a regular file.
     let resolved = fs_err::canonicalize(path).map_err(io)?;
+    if meta.len() > MAX_IN_MEMORY_FILE {
+        return stream_digest(&resolved).map(Input::Large);
+    }
     let bytes = read_capped(&resolved, meta.len(), limits)?;
     match detect(&bytes) {
         InputKind::Bundle => {
@@ -382,9 +454,10 @@ fn read_capped(path: &Path, size: u64, limits: &Limits) -> Result<Vec<u8>, DiffE
 
 /// The regular files directly in an output directory (subdirectories are not part of a build's outputs). A member
 /// that is a symlink is refused: the directory is untrusted, and `cmdline -> /etc/shadow` must not be printed.
-fn load_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, Vec<u8>>, DiffError> {
+fn load_dir(dir: &Path, limits: &Limits) -> Result<Input, DiffError> {
     let io = |source| DiffError::Io { path: dir.to_path_buf(), source };
     let mut files = BTreeMap::new();
+    let mut large = BTreeMap::new();
     for entry in fs_err::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();
@@ -395,8 +468,12 @@ fn load_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, Vec<u8>>, Di
         }
         if meta.is_file() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            files.insert(name, read_capped(&path, meta.len(), limits)?);
+            if meta.len() > MAX_IN_MEMORY_FILE {
+                large.insert(name, stream_digest(&path)?);
+            } else {
+                files.insert(name, read_capped(&path, meta.len(), limits)?);
+            }
         }
     }
-    Ok(files)
+    Ok(Input::Directory(files, large))
 }

@@ -926,3 +926,26 @@ fn issue11_diff_refuses_symlinked_output_members() {
     assert!(chain.contains("cmdline") && chain.contains("is a symbolic link"), "{chain}");
     assert!(!chain.contains("root:"), "{chain}");
 }
+
+/// Issue 11, item 10: a file larger than diff holds in memory (here sparse, 1 GiB + 1 byte, differing in its last
+/// byte) is streamed and compared by digest, in a member of an output directory and as a file of its own; the
+/// finding names the limit.
+#[test]
+fn issue11_files_over_the_memory_limit_are_streamed() {
+    use std::io::{Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let size = cvmforge::diff::MAX_IN_MEMORY_FILE + 1;
+    for (side, last) in [("a", b'x'), ("b", b'y')] {
+        std::fs::create_dir(dir.path().join(side)).unwrap();
+        let mut f = std::fs::File::create(dir.path().join(side).join("kernel")).unwrap();
+        f.set_len(size).unwrap();
+        f.seek(SeekFrom::Start(size - 1)).unwrap();
+        f.write_all(&[last]).unwrap();
+    }
+    let report = diff_paths(&dir.path().join("a"), &dir.path().join("b"), &Limits::default()).unwrap();
+    assert!(!report.identical);
+    let finding = find(&report, FindingKind::Content, "kernel");
+    assert!(finding.detail_lines().iter().any(|l| l.contains("MAX_IN_MEMORY_FILE")), "{}", report.render_text());
+    let same = diff_paths(&dir.path().join("a/kernel"), &dir.path().join("a/kernel"), &Limits::default()).unwrap();
+    assert!(same.identical);
+}
