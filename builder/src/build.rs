@@ -480,6 +480,7 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
     let inputs = inputs::resolve_all(&loaded, &root, progress)?;
     let mut lock = Lock::new(&lock_recipe_name(&loaded)?);
     lock.inputs = inputs::as_lock(&inputs);
+    lock.inputs.extend(plan.locked_keys());
     // `--locked` checks the recipe's inputs before anything reads them further, and the modules once the sealing step
     // has selected them (below).
     let locked = if options.locked { Some(Lock::read(&lock_path)?) } else { None };

@@ -186,6 +186,30 @@ pub(crate) struct Plan {
     pub(crate) warnings: Vec<String>,
 }
 
+impl Plan {
+    /// The lock entries of the ID-block keys (`id-key:snp[i]`, `author-key:snp[i]`): the SHA-256 of the public key
+    /// structure. Neither the private key nor the key file's path is recorded: keys are secrets that may live
+    /// anywhere, and the lock is published.
+    pub(crate) fn locked_keys(&self) -> Vec<(String, crate::lock::LockedInput)> {
+        use sha2::Digest;
+        let mut out = Vec::new();
+        for plan in &self.snp {
+            let Some(id) = &plan.id else { continue };
+            for (role, key) in [("id-key", Some(&id.id_key)), ("author-key", id.author_key.as_ref())] {
+                let Some(key) = key else { continue };
+                let public = key.public_key().to_bytes();
+                let locked = crate::lock::LockedInput {
+                    path: "public key".to_owned(),
+                    sha256: hex::encode(sha2::Sha256::digest(public)),
+                    size: public.len() as u64,
+                };
+                out.push((format!("{role}:snp[{}]", plan.index), locked));
+            }
+        }
+        out
+    }
+}
+
 /// One validated SEV-SNP shape.
 struct SnpPlan {
     index: usize,

@@ -278,7 +278,7 @@ fn id_block_matches_the_id_block_command() {
         assert!(object.contains(&format!(",id-block={},id-auth=", s(&out["id_block"]))), "{object}");
         assert!(object.ends_with(",author-key-enabled=on") && object.contains(",policy=0x30000"), "{object}");
     }
-    // Keys are not inputs: the manifest and the lock do not name them.
+    // Keys are secrets: neither the manifest nor the lock names their files (the lock pins their public keys).
     assert!(!tree.read("out/manifest.json").windows(6).any(|w| w == b"id.pem"));
     assert!(!tree.read("src/recipe.lock").windows(6).any(|w| w == b"id.pem"));
 }
@@ -398,4 +398,24 @@ fn real_kernel_measurements_match_when_provided() {
     check_tdx_entries(&tree, m["measurements"]["tdx"].as_array().unwrap());
     let signed = m["measurements"]["tdx"][0]["warnings"].as_array().unwrap().is_empty();
     assert_eq!(signed, !built.stderr.contains("enforces Secure Boot"), "{}", built.stderr);
+}
+
+/// Issue 11, item 2: an ID-block key reaches the manifest (its digest, every ID block's signature), so the lock pins
+/// its public key (never the private key), and another key fails `--locked`, naming it.
+#[test]
+fn issue11_locked_refuses_another_id_key() {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/keys");
+    let tree = tree(
+        "firmware: {snp: inputs/OVMF.amdsev.fd}\nmeasure:\n  snp:\n    - {vcpus: 1, vcpu_type: EPYC-Milan, \
+         id_key: keys/id.pem}\n",
+    );
+    with_snp_firmware(&tree);
+    tree.write("src/keys/id.pem", &std::fs::read(keys.join("id-key-p384.pem")).unwrap());
+    tree.build(&[]).ok();
+    let lock = String::from_utf8(tree.read("src/recipe.lock")).unwrap();
+    assert!(lock.contains("\"id-key:snp[0]\""), "{lock}");
+    assert!(!lock.contains("PRIVATE"), "the lock holds no key material");
+    tree.build(&["--locked", "--force"]).ok();
+    tree.write("src/keys/id.pem", &std::fs::read(keys.join("author-key-p384-sec1.pem")).unwrap());
+    tree.build(&["--locked", "--force"]).fails(1, &["input `id-key:snp[0]` (`public key`)", "expected sha256"]);
 }
