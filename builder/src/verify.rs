@@ -406,9 +406,21 @@ fn load_manifest_file(target: &Path, file: &mut fs_err::File, len: u64, head: &[
     let mut all_present = true;
     for out in &manifest.outputs {
         let path = dir.join(&out.name);
-        if !path.is_file() {
-            all_present = false;
-            continue;
+        // Members beside a published manifest are untrusted: a symlink to a host file is refused, not followed.
+        match std::fs::symlink_metadata(&path) {
+            Err(_) => {
+                all_present = false;
+                continue;
+            }
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let source = std::io::Error::other("is a symbolic link; only regular files of an output are verified");
+                return Err(VerifyError::Io { path, source });
+            }
+            Ok(meta) if !meta.is_file() => {
+                all_present = false;
+                continue;
+            }
+            Ok(_) => {}
         }
         let (digest, size) = hash_file(&path)?;
         check_member(&dir, out, &digest, size)?;

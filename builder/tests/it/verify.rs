@@ -339,3 +339,15 @@ fn rejects_manifest_recipe_path_outside_the_current_directory() {
         &["error: the manifest's recipe path `../../etc/passwd` is absolute or climbs out of its tree with `..`"],
     );
 }
+
+/// Issue 11, item 5 (the class): `verify` of a manifest does not follow a symlinked member beside it either.
+#[test]
+fn issue11_verify_refuses_a_symlinked_member() {
+    let tree = Tree::standard();
+    tree.build(&[]).ok();
+    std::fs::write(tree.path("secret"), b"root:$6$hash:").unwrap();
+    std::fs::remove_file(tree.path("out/cmdline")).unwrap();
+    std::os::unix::fs::symlink(tree.path("secret"), tree.path("out/cmdline")).unwrap();
+    let run = tree.run(&["verify", "out/manifest.json", "--recipe", "src/recipe.yaml"]);
+    run.fails(1, &["cmdline", "is a symbolic link"]);
+}
