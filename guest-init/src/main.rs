@@ -152,6 +152,30 @@ fn run() -> Result<String, InitError> {
 fn give_attestation_devices(config: &Config) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let mut log = Vec::new();
+    // configfs-tsm (Linux 6.7+): report entries are made by mkdir, which only root may do; init makes one for the
+    // payload and gives it its files (`inblob`, `outblob`, `provider`, ...).
+    let tsm = std::path::Path::new("/sys/kernel/config/tsm/report");
+    if tsm.is_dir() {
+        let entry = tsm.join("payload");
+        let given = std::fs::create_dir(&entry).and_then(|()| {
+            let mut paths = vec![entry.clone()];
+            for item in std::fs::read_dir(&entry)? {
+                paths.push(item?.path());
+            }
+            for path in paths {
+                nix::unistd::chown(
+                    &path,
+                    Some(nix::unistd::Uid::from_raw(config.uid)),
+                    Some(nix::unistd::Gid::from_raw(config.gid)),
+                )?;
+            }
+            Ok(())
+        });
+        log.push(match given {
+            Ok(()) => format!("{} belongs to the payload (uid {})", entry.display(), config.uid),
+            Err(e) => format!("cannot give {} to the payload: {e}", entry.display()),
+        });
+    }
     for device in ["/dev/sev-guest", "/dev/tdx_guest"] {
         if !std::path::Path::new(device).exists() {
             continue;

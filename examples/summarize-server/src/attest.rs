@@ -77,15 +77,25 @@ fn tsm_report(dir: &Path, data: &[u8; 64]) -> Result<(String, Vec<u8>), String> 
     if !dir.is_dir() {
         return Err(format!("`{}` does not exist (Linux 6.7+ with SEV-SNP or TDX guest support)", dir.display()));
     }
-    let entry = dir.join(format!("summarize-{}", std::process::id()));
-    let _ = std::fs::create_dir(&entry);
+    // guest-init prepares `payload` for the unprivileged payload (only root may make entries); a server run as
+    // root makes its own.
+    let prepared = dir.join("payload");
+    let (entry, own) = if prepared.is_dir() {
+        (prepared, false)
+    } else {
+        let entry = dir.join(format!("summarize-{}", std::process::id()));
+        let _ = std::fs::create_dir(&entry);
+        (entry, true)
+    };
     let result = (|| {
         std::fs::write(entry.join("inblob"), data).map_err(|e| format!("writing inblob: {e}"))?;
         let provider = std::fs::read_to_string(entry.join("provider")).map_err(|e| format!("reading provider: {e}"))?;
         let report = std::fs::read(entry.join("outblob")).map_err(|e| format!("reading outblob: {e}"))?;
         Ok((provider.trim().to_owned(), report))
     })();
-    let _ = std::fs::remove_dir(&entry);
+    if own {
+        let _ = std::fs::remove_dir(&entry);
+    }
     result
 }
 
