@@ -18,23 +18,32 @@ impl Drop for Server {
     }
 }
 
-fn start() -> Server {
+/// Starts the binary with `args` and reads its first `lines` stderr lines (the listening addresses).
+fn spawn(args: &[&str], lines: usize) -> (Server, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_summarize-server"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
+    let mut read = Vec::new();
+    while read.len() < lines {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        read.push(line.trim().to_owned());
+    }
+    (Server { child, addr: String::new(), stderr }, read)
+}
+
+fn start() -> Server {
+    let (mut server, lines) = spawn(&["--listen", "127.0.0.1:0"], 1);
+    server.addr = lines[0]
         .strip_prefix("summarize-server: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .unwrap_or_else(|| panic!("unexpected first line {:?}", lines[0]))
         .to_owned();
-    Server { child, addr, stderr }
+    server
 }
 
 /// Sends raw bytes, returns (status, headers, body).
@@ -229,21 +238,7 @@ fn large_requests_are_admitted_by_memory_budget() {
 /// client pinning another key.
 #[test]
 fn attested_tls_channel_end_to_end() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_summarize-server"))
-        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = Vec::new();
-    while lines.len() < 3 {
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        lines.push(line.trim().to_owned());
-    }
-    let server = Server { child, addr: String::new(), stderr };
+    let (server, lines) = spawn(&["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"], 3);
     let tls_addr = lines[0].strip_prefix("summarize-server: listening on ").unwrap().strip_suffix(" (TLS)").unwrap();
     let logged_key = lines[1].strip_prefix("summarize-server: TLS key SPKI sha256 ").unwrap();
     let plain_addr = lines[2].strip_prefix("summarize-server: listening on ").unwrap();
