@@ -27,10 +27,12 @@ pub(crate) struct Sysctl {
 }
 
 /// Written in this order, after the modules are loaded.
-pub(crate) const SYSCTLS: [Sysctl; 19] = [
+pub(crate) const SYSCTLS: [Sysctl; 20] = [
     Sysctl { path: "/proc/sys/kernel/modules_disabled", value: "1", why: "no module loads after init's own" },
     Sysctl { path: "/proc/sys/kernel/modprobe", value: "\n", why: "no usermode helper for module requests" },
     Sysctl { path: "/sys/kernel/uevent_helper", value: "\n", why: "no usermode helper for uevents" },
+    // A core pattern starting with `|` makes the kernel run that program as root when a process crashes.
+    Sysctl { path: "/proc/sys/kernel/core_pattern", value: "core\n", why: "no usermode helper for core dumps" },
     Sysctl { path: "/proc/sys/kernel/kexec_load_disabled", value: "1", why: "no kexec" },
     Sysctl { path: "/proc/sys/kernel/sysrq", value: "0", why: "no magic SysRq from the host's serial line" },
     Sysctl { path: "/proc/sys/kernel/kptr_restrict", value: "2", why: "no kernel addresses" },
@@ -109,6 +111,7 @@ mod tests {
         let paths: Vec<&str> = SYSCTLS.iter().map(|s| s.path).collect();
         for needed in [
             "/proc/sys/kernel/modprobe",
+            "/proc/sys/kernel/core_pattern",
             "/proc/sys/user/max_user_namespaces",
             "/proc/sys/kernel/sysrq",
             "/proc/sys/kernel/kptr_restrict",

@@ -275,6 +275,7 @@ fi
 for line in \
   'cvmforge-init: set /proc/sys/kernel/modules_disabled = "1"' \
   'cvmforge-init: set /proc/sys/kernel/modprobe = ""' \
+  'cvmforge-init: set /proc/sys/kernel/core_pattern = "core"' \
   'cvmforge-init: set /proc/sys/user/max_user_namespaces = "0"' \
   'cvmforge-init: / is read-only, nosuid, nodev (mode 0755)' \
   'no capabilities in any set, NoNewPrivs 1'; do
