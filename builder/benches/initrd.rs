@@ -13,8 +13,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use cvmforge::compress::{self, Compression, DEFAULT_ZSTD_LEVEL};
-use cvmforge::cpio::CpioWriter;
+use cvmforge::format::compress::{self, Compression, DEFAULT_ZSTD_LEVEL};
+use cvmforge::format::cpio::CpioWriter;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+mod cli;
+
 fn main() -> ExitCode {
-    cvmforge::cli::main()
+    cli::main()
 }

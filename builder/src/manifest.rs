@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::compress::CompressorInfo;
+use crate::format::compress::CompressorInfo;
 
 /// The schema identifier this version writes and reads.
 pub const MANIFEST_SCHEMA: &str = "https://cvmforge.dev/manifest/v1";
@@ -36,7 +36,7 @@ pub const MAX_MEASURED_SHAPES: usize = 4096;
 
 /// Reads a `manifest.json` member of an output directory: a regular file (not a symlink), at most `cap` bytes, UTF-8.
 pub fn read_manifest_file(path: &std::path::Path, cap: u64) -> std::io::Result<String> {
-    let bytes = crate::regular_file::read_capped(path, cap)?;
+    let bytes = crate::sys::regular_file::read_capped(path, cap)?;
     String::from_utf8(bytes).map_err(|_| std::io::Error::other("is not UTF-8"))
 }
 
@@ -432,7 +432,7 @@ mod tests {
             inputs: vec![],
             outputs: vec![],
             initrd: InitrdRecord {
-                compression: crate::compress::describe(&crate::compress::Compression::None),
+                compression: crate::format::compress::describe(&crate::format::compress::Compression::None),
                 uncompressed_sha256: "cd".into(),
                 uncompressed_size: 0,
                 entries: vec![EntryRecord {

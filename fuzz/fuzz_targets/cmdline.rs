@@ -2,4 +2,4 @@
 //! into a command line tokenize the same.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::policy::cmdline::fuzz_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::fuzzing::cmdline(data));

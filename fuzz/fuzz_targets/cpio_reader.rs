@@ -2,4 +2,4 @@
 //! and whatever parses must round-trip through the crate's `CpioWriter`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::unpack::fuzzing::cpio_reader(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::fuzzing::cpio_reader(data));

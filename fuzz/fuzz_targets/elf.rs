@@ -2,4 +2,4 @@
 //! but a panic is acceptable, and whatever parses as ELF must scan as ELF.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::elf::fuzz_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::fuzzing::elf(data));

@@ -2,4 +2,4 @@
 //! configuration survives a render-and-reparse round trip.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::kconfig::fuzz_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::fuzzing::kconfig(data));

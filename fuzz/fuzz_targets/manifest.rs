@@ -1,4 +1,4 @@
 //! Untrusted manifests through `Manifest::from_json`: never a panic, and what parses round-trips.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::manifest::fuzz_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::fuzzing::manifest(data));

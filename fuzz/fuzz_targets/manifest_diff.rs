@@ -2,4 +2,4 @@
 //! differs from itself, and the report says "identical" exactly when the bytes are.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::diff::fuzzing::manifest_diff(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::fuzzing::manifest_diff(data));

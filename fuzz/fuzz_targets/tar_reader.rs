@@ -2,4 +2,4 @@
 //! stream length must not change the outcome, and regular files must round-trip through the crate's `TarWriter`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::unpack::fuzzing::tar_reader(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvmforge::fuzzing::tar_reader(data));

@@ -10,8 +10,8 @@ use std::path::Path;
 use super::hashing::{HashWriter, ProgressReader};
 use super::inputs::{open, Input};
 use super::{BuildError, Progress, Step};
-use crate::compress::{self, Compression};
-use crate::cpio::CpioWriter;
+use crate::format::compress::{self, Compression};
+use crate::format::cpio::CpioWriter;
 use crate::manifest::{EntryRecord, EntryType};
 use crate::recipe::dest::{FileSource, Kind, Layout};
 use crate::recipe::Recipe;
@@ -36,8 +36,8 @@ pub(crate) struct InitrdJob<'a> {
     pub(crate) files: Vec<&'a Input>,
     pub(crate) compression: Compression,
     pub(crate) jobs: usize,
-    /// Kernel modules staged by `sealing::check` (`FileSource::Module(i)`), in load order.
-    pub(crate) modules: &'a [crate::sealing::ModuleFile],
+    /// Kernel modules staged by the sealing stage (`seal::check`) (`FileSource::Module(i)`), in load order.
+    pub(crate) modules: &'a [crate::seal::check::ModuleFile],
 }
 
 /// Writes the compressed initrd to `path`.
@@ -49,7 +49,7 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
     let total = job.files.iter().map(|i| i.size).sum::<u64>() + job.init.size;
     progress.begin(Step::Initrd, total);
     let module_dests: Vec<String> = job.modules.iter().map(|m| m.dest.clone()).collect();
-    let config = job.recipe.init_config_with_modules(&module_dests);
+    let config = job.recipe.init_config(&module_dests).to_bytes();
     let mut entries = Vec::with_capacity(job.layout.entries.len() + 1);
     // The root directory first, with a fixed mode: without an entry for it the kernel leaves the initramfs root at
     // its default mode 1777, writable by the payload (issue 17). guest-init also remounts it read-only.
@@ -116,7 +116,7 @@ fn add_input<W: Write>(
     let file = open(input)?;
     let mut reader = ProgressReader { inner: file, progress };
     let digest = cpio.add_file(name, mode, input.size, &mut reader).map_err(|e| match e {
-        crate::cpio::CpioError::SizeMismatch { .. } => changed(input),
+        crate::format::cpio::CpioError::SizeMismatch { .. } => changed(input),
         other => BuildError::Cpio(other),
     })?;
     if digest != input.sha256 {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use super::hashing::{hash_reader, ProgressReader};
 use super::{BuildError, Progress, Step};
-use crate::lock::LockedInput;
 use crate::manifest::InputRecord;
+use crate::recipe::lock::LockedInput;
 use crate::recipe::LoadedRecipe;
 
 /// One input file, resolved and hashed.
@@ -107,7 +107,7 @@ pub(crate) fn as_lock(inputs: &[Input]) -> BTreeMap<String, LockedInput> {
 
 /// Opens an input for reading.
 pub(crate) fn open(input: &Input) -> Result<File, BuildError> {
-    crate::regular_file::open_input(&input.resolved).map_err(|source| input_io(input, source))
+    crate::sys::regular_file::open_input(&input.resolved).map_err(|source| input_io(input, source))
 }
 
 pub(crate) fn input_io(input: &Input, source: std::io::Error) -> BuildError {

@@ -5,7 +5,7 @@
 //! - on SIGINT, SIGTERM or SIGHUP, [`install_signal_cleanup`]'s thread removes every registered path and exits
 //!   (130, 143 or 129, as a shell reports a signal);
 //! - a build killed with SIGKILL cannot clean up, so the next build in the same directory removes leftovers whose
-//!   owner process is gone ([`remove_stale`]), and says so. Only names of this shape are ever removed: nothing that
+//!   owner process is gone (`remove_stale`), and says so. Only names of this shape are ever removed: nothing that
 //!   cvmforge did not create.
 
 use std::path::{Path, PathBuf};

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::build::{self, BuildError, BuildOptions, BuildReport, Progress, Step};
-use crate::lock::LockError;
-use crate::policy::Verdict;
+use cvmforge::build::{self, BuildError, BuildOptions, BuildReport, Progress, Step};
+use cvmforge::recipe::lock::LockError;
+use cvmforge::seal::policy::Verdict;
 
 use super::{Hinted, Ui, UsageError};
 
@@ -20,33 +20,33 @@ use super::{Hinted, Ui, UsageError};
   cvmforge build recipes/demo.yaml -o out/demo --json | jq .outputs
 
 Exit codes: 0 built, 1 build failed (bad recipe, input, lock mismatch, existing output), 2 usage error.")]
-pub struct Args {
+pub(crate) struct Args {
     /// The recipe (YAML); input paths in it are relative to its directory.
-    pub recipe: PathBuf,
+    pub(crate) recipe: PathBuf,
     /// Output directory; must not exist or be empty unless --force. Written atomically.
     #[arg(short, long, value_name = "DIR")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Refuse to build if any input differs from the lock file `<recipe stem>.lock`; the lock is not rewritten.
     #[arg(long)]
-    pub locked: bool,
+    pub(crate) locked: bool,
     /// Replace an existing non-empty output directory (atomically).
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Compression threads [default: the number of CPUs]; the output bytes do not depend on it.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub jobs: Option<u32>,
+    pub(crate) jobs: Option<u32>,
     /// Fail on any sealing-policy violation that the recipe does not waive, even if the recipe says
     /// `sealing.strict: false` (failing is already the default).
     #[arg(long, conflicts_with = "allow_unsealed")]
-    pub strict: bool,
+    pub(crate) strict: bool,
     /// Build even if the image breaks the sealing policy: the violations are recorded in the manifest (verdict
     /// `violations`) and a loud warning is printed. For development only; never publish such an image.
     #[arg(long)]
-    pub allow_unsealed: bool,
+    pub(crate) allow_unsealed: bool,
 }
 
 /// Runs the build and prints the summary (or the [`BuildReport`] as JSON).
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     if !args.recipe.is_file() {
         let what = if args.recipe.is_dir() { "is a directory" } else { "does not exist" };
         return Err(UsageError(format!("recipe `{}` {what}", args.recipe.display())).into());
@@ -56,7 +56,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
     // Ctrl-C (or SIGTERM, SIGHUP) during a build removes its temporary directories before the process exits.
-    crate::build::leftovers::install_signal_cleanup().context("cannot install the signal handler")?;
+    cvmforge::build::leftovers::install_signal_cleanup().context("cannot install the signal handler")?;
     let options = BuildOptions {
         recipe: args.recipe.clone(),
         output: args.output,
@@ -113,7 +113,7 @@ fn with_hint(err: BuildError, options: &BuildOptions) -> anyhow::Error {
 }
 
 /// The human summary of a build.
-pub fn summary(report: &BuildReport) -> String {
+pub(crate) fn summary(report: &BuildReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -165,7 +165,7 @@ pub fn summary(report: &BuildReport) -> String {
 }
 
 /// One line of the measurement table: platform, shape, which value, digest.
-fn measurement_rows(m: &crate::manifest::Measurements) -> Vec<(&'static str, String, &'static str, String)> {
+fn measurement_rows(m: &cvmforge::manifest::Measurements) -> Vec<(&'static str, String, &'static str, String)> {
     let mut rows = Vec::new();
     for e in &m.snp {
         let cpu = e.vcpu_type.clone().unwrap_or_else(|| format!("sig {}", e.vcpu_sig));

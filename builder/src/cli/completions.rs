@@ -9,13 +9,13 @@ use clap_complete::Shell;
 #[command(
     after_help = "Examples:\n  cvmforge completions bash > ~/.local/share/bash-completion/completions/cvmforge\n  cvmforge completions zsh > ~/.zfunc/_cvmforge"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// The shell to generate completions for.
-    pub shell: Shell,
+    pub(crate) shell: Shell,
 }
 
 /// Writes the completion script to stdout.
-pub fn run(args: Args, command: &mut clap::Command) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, command: &mut clap::Command) -> anyhow::Result<ExitCode> {
     clap_complete::generate(args.shell, command, "cvmforge", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{print_json, Hinted, Ui, UsageError};
-use crate::diff::{diff_paths, DiffError};
-use crate::unpack::Limits;
+use cvmforge::diff::{diff_paths, DiffError};
+use cvmforge::format::Limits;
 
 /// Arguments of `cvmforge diff`.
 #[derive(Debug, clap::Args)]
@@ -19,15 +19,15 @@ Exit status: 0 identical, 1 different, 2 trouble (usage, unreadable or malformed
 Examples:\n  cvmforge diff out-a/ out-b/\n  cvmforge diff --json a/demo-1.0.cvm.tar b/demo-1.0.cvm.tar\n  \
 cvmforge diff a/initrd.img b/initrd.img"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// The first build (or file).
-    pub a: PathBuf,
+    pub(crate) a: PathBuf,
     /// The second build (or file).
-    pub b: PathBuf,
+    pub(crate) b: PathBuf,
 }
 
 /// Compares the two builds and prints one line per difference (or, with `--json`, the report).
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     let report = match diff_paths(&args.a, &args.b, &Limits::default()) {
         Ok(report) => report,
         Err(err) => return Err(trouble(err, &args)),

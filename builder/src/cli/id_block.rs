@@ -35,34 +35,34 @@ const KEYGEN_HINT: &str =
 Pass the printed values to QEMU (policy equal to --policy):
   -object sev-snp-guest,policy=0x30000,id-block=B64,id-auth=B64,author-key-enabled=on
 Signatures are deterministic (RFC 6979): the same inputs and keys always give the same output.")]
-pub struct Args {
+pub(crate) struct Args {
     /// The expected SEV-SNP launch digest (48 bytes), as 96 hex digits or base64.
     #[arg(long, value_name = "HEX|BASE64")]
-    pub measurement: String,
+    pub(crate) measurement: String,
 
     /// FAMILY_ID (16 bytes, 32 hex digits), copied into attestation reports.
     #[arg(long, value_name = "HEX", default_value = "00000000000000000000000000000000")]
-    pub family_id: String,
+    pub(crate) family_id: String,
 
     /// IMAGE_ID (16 bytes, 32 hex digits), copied into attestation reports.
     #[arg(long, value_name = "HEX", default_value = "00000000000000000000000000000000")]
-    pub image_id: String,
+    pub(crate) image_id: String,
 
     /// GUEST_SVN, the guest's security version number.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub guest_svn: u32,
+    pub(crate) guest_svn: u32,
 
     /// The guest policy (hex with 0x, or decimal); must equal the policy QEMU launches the guest with.
     #[arg(long, value_name = "POLICY", default_value = "0x30000")]
-    pub policy: String,
+    pub(crate) policy: String,
 
     /// The ID private key (ECDSA P-384, PEM: PKCS#8 or SEC1) that signs the ID block.
     #[arg(long, value_name = "PEM")]
-    pub id_key: PathBuf,
+    pub(crate) id_key: PathBuf,
 
     /// The author private key (ECDSA P-384, PEM) that certifies the ID key; omit for no author key.
     #[arg(long, value_name = "PEM")]
-    pub author_key: Option<PathBuf>,
+    pub(crate) author_key: Option<PathBuf>,
 }
 
 /// One policy warning in the JSON document.
@@ -112,7 +112,7 @@ struct PolicyDoc {
 }
 
 /// Runs `cvmforge id-block`.
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     let policy = parse_policy(&args.policy)?;
     let block = IdBlock {
         launch_digest: parse_digest(&args.measurement)?,

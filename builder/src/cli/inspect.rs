@@ -2,7 +2,7 @@
 //! with every violation and waiver.
 //!
 //! An initrd (plain, gzip or zstd newc) or a `.cvm.tar` bundle is read with the bounded archive readers of
-//! [`crate::unpack`] (nothing is extracted); for a bundle the policy verdict comes from its `manifest.json` member.
+//! [`cvmforge::format`] (nothing is extracted); for a bundle the policy verdict comes from its `manifest.json` member.
 
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{print_json, Ui};
-use crate::unpack::{read_bundle, read_initrd, sniff, Container, EntryType, Limits};
+use cvmforge::format::{read_bundle, read_initrd, sniff, Container, EntryType, Limits};
 
 /// Version of the `--json` output.
 const SCHEMA_VERSION: u32 = 1;
@@ -23,9 +23,9 @@ const SCHEMA_VERSION: u32 = 1;
 #[command(
     after_help = "Examples:\n  cvmforge inspect out/manifest.json          # entries and the sealing verdict\n  cvmforge inspect out/initrd.img             # what the initrd holds (gzip, zstd or plain newc)\n  cvmforge inspect demo-0.1.0.cvm.tar --json  # a published bundle, as JSON"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// A build's `manifest.json`, an initrd (plain, gzip or zstd newc cpio), or a `.cvm.tar` bundle.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 /// One initrd entry as listed.
@@ -71,7 +71,7 @@ struct ArchiveInfo {
 }
 
 /// Reads the manifest, initrd or bundle and prints its entries and policy verdict.
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     let shown = u(&args.path.to_string_lossy());
     let (mut file, head) = open_input(&args.path).with_context(|| format!("cannot read `{shown}`"))?;
     let output = match sniff(&head) {
@@ -80,7 +80,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         Container::Other => {
             // Anything else must be a manifest, which has a size limit of its own.
             let mut bytes = Vec::new();
-            let cap = crate::manifest::MAX_MANIFEST_SIZE;
+            let cap = cvmforge::manifest::MAX_MANIFEST_SIZE;
             (&mut file).take(cap + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read `{shown}`"))?;
             if bytes.len() as u64 > cap {
                 anyhow::bail!(
@@ -104,7 +104,7 @@ pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
 /// `/dev/zero` or a FIFO is refused at once) and reads the head that tells its kind; the file is then read from the
 /// start again, streamed.
 fn open_input(path: &Path) -> std::io::Result<(std::io::BufReader<std::fs::File>, Vec<u8>)> {
-    let file = crate::regular_file::open_regular(&std::fs::canonicalize(path)?)?;
+    let file = cvmforge::sys::regular_file::open_regular(&std::fs::canonicalize(path)?)?;
     let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
     let mut head = Vec::with_capacity(512);
     (&mut reader).take(512).read_to_end(&mut head)?;
@@ -139,10 +139,12 @@ fn inspect_initrd(path: &Path, file: impl Read) -> anyhow::Result<Output> {
 
 fn inspect_bundle(path: &Path, file: std::io::BufReader<std::fs::File>) -> anyhow::Result<Output> {
     // The same limits as `verify`: a bundle has at most a few members, each kept whole.
-    let limits =
-        Limits { max_entries: crate::verify::MAX_BUNDLE_MEMBERS, ..crate::diff::bundle_limits(&Limits::default()) };
+    let limits = Limits {
+        max_entries: cvmforge::verify::MAX_BUNDLE_MEMBERS,
+        ..cvmforge::diff::bundle_limits(&Limits::default())
+    };
     let len = file.get_ref().metadata().map(|m| m.len()).ok();
-    let mut hashed = crate::unpack::io::HashCount::new(file);
+    let mut hashed = cvmforge::format::io::HashCount::new(file);
     let bundle = read_bundle(&mut hashed, len, &limits)
         .with_context(|| format!("cannot read bundle `{}`", u(&path.to_string_lossy())))?;
     let (bundle_sha256, bundle_size) =
@@ -152,7 +154,7 @@ fn inspect_bundle(path: &Path, file: std::io::BufReader<std::fs::File>) -> anyho
         .iter()
         .map(|e| archive_row(&e.path, e.file_type, e.mode & 0o7777, e.size, &e.sha256, e.link_target.as_deref()))
         .collect();
-    let (policy, modules) = match bundle.member(crate::build::MANIFEST_FILE) {
+    let (policy, modules) = match bundle.member(cvmforge::build::MANIFEST_FILE) {
         Some(member) => {
             let manifest: Value = serde_json::from_slice(member)
                 .with_context(|| format!("`{}`: member `manifest.json` is not valid JSON", path.display()))?;
@@ -233,7 +235,7 @@ fn entry_row(index: usize, entry: &Value) -> anyhow::Result<EntryRow> {
 
 /// Everything a listing shows comes from the file being inspected: escaped and bounded (see `display`).
 fn u(text: &str) -> String {
-    crate::display::untrusted(text).to_string()
+    cvmforge::display::untrusted(text).to_string()
 }
 
 fn render(path: &Path, output: &Output) -> String {

@@ -20,8 +20,8 @@ use cvmforge_measure::snp::vmm_types::VmmType;
 use serde::Serialize;
 
 use super::{Hinted, Ui, UsageError};
-use crate::mapped::InputBytes;
-use crate::sched::spawn_promptly;
+use cvmforge::sys::mapped::InputBytes;
+use cvmforge::sys::sched::spawn_promptly;
 
 const MODE_NAMES: [&str; 5] = ["sev", "seves", "snp", "snp:ovmf-hash", "snp:svsm"];
 
@@ -34,83 +34,83 @@ const MODE_NAMES: [&str; 5] = ["sev", "seves", "snp", "snp:ovmf-hash", "snp:svsm
   cvmforge measure snp --vcpus 2 --vcpu-sig 0xa00f11 --vmm-type ec2 --ovmf OVMF.amdsev.fd --explain
   cvmforge measure snp --mode snp:ovmf-hash --ovmf OVMF.amdsev.fd")]
 #[command(args_override_self = true, infer_long_args = true)]
-pub struct Args {
+pub(crate) struct Args {
     /// The options (boxed: they are many, and the subcommand enum should stay small).
     #[command(flatten)]
-    pub opts: Box<Opts>,
+    pub(crate) opts: Box<Opts>,
 }
 
 /// The options of `sev-snp-measure` 0.0.13, plus `--explain`.
 #[derive(Debug, clap::Args)]
-pub struct Opts {
+pub(crate) struct Opts {
     /// Print `Calculated <MODE> guest measurement: <digest>` instead of the bare digest.
     #[arg(short, long)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// Guest mode.
     #[arg(long, default_value = "snp", value_parser = MODE_NAMES)]
-    pub mode: String,
+    pub(crate) mode: String,
     /// Number of guest vCPUs: N, a range A-B, or a list A,B,C (a range or list prints one digest per count).
     #[arg(long, allow_negative_numbers = true, value_name = "N")]
-    pub vcpus: Option<String>,
+    pub(crate) vcpus: Option<String>,
     /// Type of guest vCPU (QEMU CPU model).
     #[arg(long, value_name = "CPUTYPE", value_parser = VcpuType::names().collect::<Vec<_>>())]
-    pub vcpu_type: Option<String>,
+    pub(crate) vcpu_type: Option<String>,
     /// Guest vCPU signature value (CPUID Fn0000_0001_EAX), e.g. 0xa00f11.
     #[arg(long, allow_negative_numbers = true, value_name = "VALUE")]
-    pub vcpu_sig: Option<String>,
+    pub(crate) vcpu_sig: Option<String>,
     /// Guest vCPU family (with --vcpu-model and --vcpu-stepping).
     #[arg(long, allow_negative_numbers = true, value_name = "FAMILY")]
-    pub vcpu_family: Option<String>,
+    pub(crate) vcpu_family: Option<String>,
     /// Guest vCPU model.
     #[arg(long, allow_negative_numbers = true, value_name = "MODEL")]
-    pub vcpu_model: Option<String>,
+    pub(crate) vcpu_model: Option<String>,
     /// Guest vCPU stepping.
     #[arg(long, allow_negative_numbers = true, value_name = "STEPPING")]
-    pub vcpu_stepping: Option<String>,
+    pub(crate) vcpu_stepping: Option<String>,
     /// Type of guest VMM (QEMU, ec2, gce).
     #[arg(long, value_name = "VMMTYPE", default_value = "QEMU")]
-    pub vmm_type: String,
+    pub(crate) vmm_type: String,
     /// OVMF file to calculate the hash from.
     #[arg(long, value_name = "PATH")]
-    pub ovmf: PathBuf,
+    pub(crate) ovmf: PathBuf,
     /// Kernel file to calculate the hash from.
     #[arg(long, value_name = "PATH")]
-    pub kernel: Option<OsString>,
+    pub(crate) kernel: Option<OsString>,
     /// Initrd file to calculate the hash from (use with --kernel).
     #[arg(long, value_name = "PATH")]
-    pub initrd: Option<OsString>,
+    pub(crate) initrd: Option<OsString>,
     /// Kernel command line to calculate the hash from (use with --kernel).
     #[arg(long, value_name = "CMDLINE", allow_hyphen_values = false)]
-    pub append: Option<String>,
+    pub(crate) append: Option<String>,
     /// Guest kernel features expected in SEV_FEATURES (default 0x1).
     #[arg(long, allow_negative_numbers = true, value_name = "VALUE", default_value = "0x1")]
-    pub guest_features: String,
+    pub(crate) guest_features: String,
     /// Measurement output format.
     #[arg(long, default_value = "hex", value_parser = ["hex", "base64"])]
-    pub output_format: String,
+    pub(crate) output_format: String,
     /// Precalculated hash of the OVMF binary (hex string).
     #[arg(long, value_name = "HASH")]
-    pub snp_ovmf_hash: Option<String>,
+    pub(crate) snp_ovmf_hash: Option<String>,
     /// Write measured VMSAs to `vmsa<N>.bin` (seves, snp, and snp:svsm modes only).
     #[arg(long)]
-    pub dump_vmsa: bool,
+    pub(crate) dump_vmsa: bool,
     /// SVSM binary (snp:svsm mode).
     #[arg(long, value_name = "PATH")]
-    pub svsm: Option<OsString>,
+    pub(crate) svsm: Option<OsString>,
     /// Size of the OVMF_VARS file in bytes (snp:svsm mode; conflicts with --vars-file).
     #[arg(long, allow_negative_numbers = true, value_name = "SIZE", conflicts_with = "vars_file")]
-    pub vars_size: Option<String>,
+    pub(crate) vars_size: Option<String>,
     /// OVMF_VARS file (snp:svsm mode; conflicts with --vars-size).
     #[arg(long, value_name = "PATH")]
-    pub vars_file: Option<OsString>,
+    pub(crate) vars_file: Option<OsString>,
     /// List every page update with the running digest (SNP modes).
     #[arg(long)]
-    pub explain: bool,
+    pub(crate) explain: bool,
 }
 
 /// Parses an integer as Python's `int(s)` (base 10) or `int(s, 0)` (auto base) does: surrounding whitespace, a
 /// sign, `_` between digits, and for base 0 the `0x`/`0o`/`0b` prefixes. Values beyond 128 bits are refused.
-pub fn parse_py_int(s: &str, auto_base: bool) -> Option<i128> {
+pub(crate) fn parse_py_int(s: &str, auto_base: bool) -> Option<i128> {
     let t = s.trim();
     let (neg, t) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -323,7 +323,7 @@ fn parse_ovmf_hash(s: &str) -> anyhow::Result<Sha384> {
 }
 
 /// Runs the subcommand.
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     let args = *args.opts;
     let ints = parse_ints(&args)?;
     let mode: Mode = args.mode.parse()?;

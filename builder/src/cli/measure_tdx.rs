@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::{Hinted, Ui, UsageError};
 
 /// Version of the JSON document printed by `--json`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 /// The ACPI blobs `--acpi-tables` expects.
 const ACPI_BLOBS: [&str; 3] = ["table-loader", "rsdp", "tables"];
 /// Why RTMR0 is not printed.
@@ -35,47 +35,47 @@ reproduced exactly yet, so no value is printed rather than a guess";
   cvmforge measure tdx --firmware OVMF.inteltdx.fd --kernel vmlinuz --initrd initrd.img \\
       --append 'console=ttyS0' --qemu-version 10.1 --memory 4G --explain
   cvmforge measure tdx --firmware OVMF.inteltdx.fd --kernel vmlinuz --page-order two-pass --json")]
-pub struct Args {
+pub(crate) struct Args {
     /// The TDVF firmware image (OvmfPkg/IntelTdx build, e.g. Debian's OVMF.inteltdx.fd).
     #[arg(long, value_name = "FILE")]
-    pub firmware: PathBuf,
+    pub(crate) firmware: PathBuf,
     /// The kernel (bzImage with EFI stub) given to QEMU's -kernel; needed for RTMR1 and RTMR2.
     #[arg(long, value_name = "FILE")]
-    pub kernel: Option<PathBuf>,
+    pub(crate) kernel: Option<PathBuf>,
     /// The initrd given to QEMU's -initrd.
     #[arg(long, value_name = "FILE", requires = "kernel")]
-    pub initrd: Option<PathBuf>,
+    pub(crate) initrd: Option<PathBuf>,
     /// The kernel command line given to QEMU's -append (bytes as given; no UTF-8 decoding).
     #[arg(long, value_name = "STRING", default_value = "", requires = "kernel")]
-    pub append: String,
+    pub(crate) append: String,
     /// Guest RAM (bytes, or with a K/M/G/T suffix); needed when QEMU ≤ 10.1 patches the kernel header.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub memory: Option<u64>,
+    pub(crate) memory: Option<u64>,
     /// vCPU count (affects only RTMR0's ACPI tables, which are taken from --acpi-tables; recorded in the output).
     #[arg(long, value_name = "N")]
-    pub vcpus: Option<u32>,
+    pub(crate) vcpus: Option<u32>,
     /// The order in which the VMM adds and extends TDVF pages: single-pass (upstream KVM, QEMU ≥ 9) or two-pass.
     #[arg(long, value_name = "ORDER", default_value = "single-pass", value_parser = parse_page_order)]
-    pub page_order: PageOrder,
+    pub(crate) page_order: PageOrder,
     /// The QEMU version: ≤ 10.1 patches the kernel's setup header before it is measured; ≥ 10.2 does not (default).
     #[arg(long, value_name = "VERSION", value_parser = parse_qemu_version)]
-    pub qemu_version: Option<QemuVersion>,
+    pub(crate) qemu_version: Option<QemuVersion>,
     /// A directory with QEMU's fw_cfg ACPI blobs (`table-loader`, `rsdp`, `tables`) for RTMR0.
     #[arg(long, value_name = "DIR")]
-    pub acpi_tables: Option<PathBuf>,
+    pub(crate) acpi_tables: Option<PathBuf>,
     /// Where OVMF puts its hidden `initrd=initrd` token; detected from the firmware when not given.
     #[arg(long, value_name = "LAYOUT", value_parser = parse_layout)]
-    pub cmdline_layout: Option<CmdlineLayout>,
+    pub(crate) cmdline_layout: Option<CmdlineLayout>,
     /// Print every event per register with its digest and the running register value.
     #[arg(long)]
-    pub explain: bool,
+    pub(crate) explain: bool,
     /// Write the events as a JSON event log (for replay against the TD's CCEL).
     #[arg(long, value_name = "FILE")]
-    pub event_log: Option<PathBuf>,
+    pub(crate) event_log: Option<PathBuf>,
 }
 
 /// Parses `4294967296`, `4G`, `512M`, `64K`, `1T` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("invalid size `{s}` (expected bytes or a number with K, M, G or T, e.g. `4G`)");
     let (digits, shift) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -106,60 +106,60 @@ fn parse_layout(s: &str) -> Result<CmdlineLayout, String> {
 
 /// One event of the JSON event log.
 #[derive(Debug, Serialize)]
-pub struct LogEvent {
+pub(crate) struct LogEvent {
     /// RTMR index (0-3).
-    pub rtmr: u8,
+    pub(crate) rtmr: u8,
     /// CCEL `MrIndex` (RTMR index + 1; 0 is MRTD).
-    pub cc_mr_index: u8,
+    pub(crate) cc_mr_index: u8,
     /// The TCG PCR the event is defined for.
-    pub pcr: u8,
+    pub(crate) pcr: u8,
     /// TCG event type, hex.
-    pub event_type: String,
+    pub(crate) event_type: String,
     /// TCG event type name.
-    pub event_type_name: &'static str,
+    pub(crate) event_type_name: &'static str,
     /// SHA-384 digest extended.
-    pub digest: String,
+    pub(crate) digest: String,
     /// What was measured.
-    pub description: String,
+    pub(crate) description: String,
     /// The register value after this event.
-    pub rtmr_after: String,
+    pub(crate) rtmr_after: String,
 }
 
 /// The `--json` document.
 #[derive(Debug, Serialize)]
-pub struct Output {
+pub(crate) struct Output {
     /// Schema version.
-    pub schema_version: u32,
+    pub(crate) schema_version: u32,
     /// MRTD, hex.
-    pub mrtd: String,
+    pub(crate) mrtd: String,
     /// RTMR0, or null when not modelled.
-    pub rtmr0: Option<String>,
+    pub(crate) rtmr0: Option<String>,
     /// Why RTMR0 is null.
-    pub rtmr0_note: &'static str,
+    pub(crate) rtmr0_note: &'static str,
     /// RTMR1, or null without a kernel.
-    pub rtmr1: Option<String>,
+    pub(crate) rtmr1: Option<String>,
     /// RTMR2, or null without a kernel.
-    pub rtmr2: Option<String>,
+    pub(crate) rtmr2: Option<String>,
     /// RTMR3.
-    pub rtmr3: String,
+    pub(crate) rtmr3: String,
     /// `single-pass` or `two-pass`.
-    pub page_order: String,
+    pub(crate) page_order: String,
     /// `prefix` or `suffix`, or null without a kernel.
-    pub cmdline_layout: Option<String>,
+    pub(crate) cmdline_layout: Option<String>,
     /// How the layout was determined.
-    pub cmdline_layout_source: Option<String>,
+    pub(crate) cmdline_layout_source: Option<String>,
     /// QEMU's kernel-header patching.
-    pub qemu_kernel_patching: BTreeMap<&'static str, serde_json::Value>,
+    pub(crate) qemu_kernel_patching: BTreeMap<&'static str, serde_json::Value>,
     /// vCPUs, as given.
-    pub vcpus: Option<u32>,
+    pub(crate) vcpus: Option<u32>,
     /// Warnings.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// SHA-384 of each `--acpi-tables` blob: the digests of RTMR0's "ACPI DATA" events (not RTMR0 itself).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub acpi_blob_digests: Option<BTreeMap<&'static str, String>>,
+    pub(crate) acpi_blob_digests: Option<BTreeMap<&'static str, String>>,
     /// Every event, with `--explain`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub events: Option<Vec<LogEvent>>,
+    pub(crate) events: Option<Vec<LogEvent>>,
 }
 
 fn event_type_name(t: u32) -> &'static str {
@@ -298,7 +298,7 @@ fn render_text(out: &Output, m: &TdxMeasurement, args_assumed: bool) {
 }
 
 /// Runs `cvmforge measure tdx`.
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     let json = ui.json;
     let acpi = args.acpi_tables.as_deref().map(acpi_digests).transpose()?;
     let version = args.qemu_version.unwrap_or(cvmforge_measure::tdx::qemu::FIRST_UNPATCHED);

@@ -8,20 +8,20 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-pub mod build;
-pub mod completions;
-pub mod diff;
-pub mod id_block;
-pub mod inspect;
-pub mod measure_snp;
-pub mod measure_tdx;
-pub mod run;
-pub mod verify;
+pub(crate) mod build;
+pub(crate) mod completions;
+pub(crate) mod diff;
+pub(crate) mod id_block;
+pub(crate) mod inspect;
+pub(crate) mod measure_snp;
+pub(crate) mod measure_tdx;
+pub(crate) mod run;
+pub(crate) mod verify;
 
 /// Exit code of a failed command (a build error, a verify mismatch).
-pub const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit code of a usage error (bad flags, unreadable recipe path given on the command line).
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// cvmforge builds sealed confidential-VM images bit for bit and computes their SEV-SNP and TDX launch measurements.
 #[derive(Debug, Parser)]
@@ -29,19 +29,19 @@ pub const EXIT_USAGE: u8 = 2;
 #[command(
     after_help = "Examples:\n  cvmforge build recipes/demo.yaml -o out/\n  cvmforge measure snp --ovmf OVMF.amdsev.fd --kernel vmlinuz --vcpus 4\n  cvmforge completions bash > /etc/bash_completion.d/cvmforge"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// The command to run.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Build an image from a recipe.
     Build(build::Args),
     /// Compute launch measurements.
@@ -63,7 +63,7 @@ pub enum Command {
 
 /// `cvmforge measure ...`
 #[derive(Debug, Subcommand)]
-pub enum MeasureCommand {
+pub(crate) enum MeasureCommand {
     /// AMD SEV / SEV-ES / SEV-SNP launch digest (drop-in for sev-snp-measure 0.0.13).
     Snp(measure_snp::Args),
     /// Intel TDX MRTD and RTMRs.
@@ -72,30 +72,30 @@ pub enum MeasureCommand {
 
 /// How the command renders its output.
 #[derive(Debug, Clone, Copy)]
-pub struct Ui {
+pub(crate) struct Ui {
     /// `--json` was given.
-    pub json: bool,
+    pub(crate) json: bool,
     /// Progress bars may be drawn (stderr is a terminal and output is not JSON).
-    pub progress: bool,
+    pub(crate) progress: bool,
 }
 
 /// An error in how the command was invoked; exits with [`EXIT_USAGE`].
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 /// An error with a suggestion for the user, printed after the cause chain as `hint:`.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct Hinted {
+pub(crate) struct Hinted {
     /// What went wrong.
-    pub message: String,
+    pub(crate) message: String,
     /// What to do about it.
-    pub hint: String,
+    pub(crate) hint: String,
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -149,7 +149,7 @@ fn report_error(err: &anyhow::Error, ui: &Ui) {
     // line after the first is indented, so that nothing inside a message can pass for a line of its own.
     let shown = |text: &str| {
         let lines: Vec<String> =
-            text.split('\n').map(|l| crate::display::untrusted_bounded(l, MAX_ERROR_CHARS).to_string()).collect();
+            text.split('\n').map(|l| cvmforge::display::untrusted_bounded(l, MAX_ERROR_CHARS).to_string()).collect();
         lines.join("\n    ")
     };
     eprintln!("error: {}", shown(&err.to_string()));
@@ -172,7 +172,7 @@ fn report_error(err: &anyhow::Error, ui: &Ui) {
 }
 
 /// Prints `value` as pretty JSON with keys sorted (through `serde_json::Value`, whose maps are ordered).
-pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let value = serde_json::to_value(value)?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())

@@ -27,12 +27,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Hinted, Ui, UsageError};
-use crate::display::untrusted;
-use crate::qemu::{
+use cvmforge::display::untrusted;
+use cvmforge::qemu::{
     is_kernel_panic, parse_duration, parse_size, shell_line, smoke_boot_args, Accel, PortForward, SmokeBoot,
     CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, QEMU_BINARY,
 };
-use crate::regular_file::read_capped;
+use cvmforge::sys::regular_file::read_capped;
 
 /// Version of the `--json` documents below; bumped on any incompatible change.
 const SCHEMA_VERSION: u32 = 1;
@@ -49,7 +49,7 @@ const STDERR_TAIL: usize = 5;
 
 /// How to choose the accelerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AccelChoice {
+pub(crate) enum AccelChoice {
     /// KVM if `/dev/kvm` can be opened read-write, else TCG.
     Auto,
     /// KVM, or fail.
@@ -67,43 +67,43 @@ pub enum AccelChoice {
   cvmforge run out/ --monitor build/qemu.sock   # then: echo 'sendkey ctrl-alt-delete' | socat - UNIX-CONNECT:build/qemu.sock
 
 Exit status: 0 when the guest powered off, 1 on a kernel panic, a timeout or a QEMU failure, 2 on bad arguments.")]
-pub struct Args {
+pub(crate) struct Args {
     /// An output directory of `cvmforge build`, or its `.cvm.tar` bundle.
     #[arg(value_name = "OUTPUT_DIR|BUNDLE")]
-    pub image: PathBuf,
+    pub(crate) image: PathBuf,
 
     /// Forward TCP connections to 127.0.0.1:HOSTPORT to the guest's GUESTPORT (repeatable).
     #[arg(long = "forward", value_name = "HOSTPORT:GUESTPORT")]
-    pub forwards: Vec<PortForward>,
+    pub(crate) forwards: Vec<PortForward>,
 
     /// Guest RAM, with a K, M or G suffix (binary units).
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_memory)]
-    pub memory: u64,
+    pub(crate) memory: u64,
 
     /// Number of vCPUs.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub vcpus: u32,
+    pub(crate) vcpus: u32,
 
     /// Give up (and stop QEMU) after this long: seconds, or with an s, m or h suffix.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 
     /// Attach this raw disk image as a virtio disk (its contents are the guest's to change).
     #[arg(long, value_name = "FILE")]
-    pub scratch_disk: Option<PathBuf>,
+    pub(crate) scratch_disk: Option<PathBuf>,
 
     /// The accelerator.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
-    pub accel: AccelChoice,
+    pub(crate) accel: AccelChoice,
 
     /// Serve the QEMU human monitor (HMP) on this unix socket, e.g. for `system_powerdown` or
     /// `sendkey ctrl-alt-delete` from a test (`socat - UNIX-CONNECT:PATH`). Anyone who can open it controls the VM.
     #[arg(long, value_name = "PATH", value_parser = parse_monitor_path)]
-    pub monitor: Option<String>,
+    pub(crate) monitor: Option<String>,
 
     /// Print the QEMU command (and the confidential launch commands from the manifest) instead of booting.
     #[arg(long)]
-    pub print_command: bool,
+    pub(crate) print_command: bool,
 }
 
 /// A unix socket path QEMU can be given in `-monitor unix:PATH,server,nowait`.
@@ -154,7 +154,7 @@ fn parse_memory(text: &str) -> Result<u64, String> {
 }
 
 /// Runs `cvmforge run`.
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     let image = Image::open(&args.image)?;
     let accel = choose_accel(args.accel)?;
     let scratch = args.scratch_disk.as_deref().map(scratch_disk_arg).transpose()?;
@@ -256,7 +256,7 @@ impl Image {
     fn read_cmdline(&self) -> anyhow::Result<String> {
         let path = self.dir.join(CMDLINE_FILE);
         // The kernel accepts at most 2 KiB, plus an optional trailing newline.
-        let cap = crate::recipe::MAX_CMDLINE_LEN as u64 + 1;
+        let cap = cvmforge::recipe::MAX_CMDLINE_LEN as u64 + 1;
         let bytes =
             read_capped(&path, cap).with_context(|| format!("cannot read `{}`", untrusted(&path.to_string_lossy())))?;
         let text = String::from_utf8(bytes)
@@ -280,7 +280,7 @@ impl Image {
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(None);
         }
-        let text = crate::manifest::read_manifest_file(&path, crate::manifest::MAX_MANIFEST_SIZE)
+        let text = cvmforge::manifest::read_manifest_file(&path, cvmforge::manifest::MAX_MANIFEST_SIZE)
             .with_context(|| format!("cannot read `{}`", untrusted(&path.to_string_lossy())))?;
         let value = serde_json::from_str(&text)
             .with_context(|| format!("`{MANIFEST_FILE}` of the {} is not valid JSON", self.origin()))?;

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{print_json, Hinted, Ui, UsageError};
-use crate::diff::short;
-use crate::diff::shown_line;
-use crate::verify::{verify, Status, VerifyError, VerifyOptions, VerifyReport};
+use cvmforge::diff::short;
+use cvmforge::diff::shown_line;
+use cvmforge::verify::{verify, Status, VerifyError, VerifyOptions, VerifyReport};
 
 /// Findings printed in the text output (the JSON report has them all).
 const SHOWN_FINDINGS: usize = 20;
@@ -24,22 +24,22 @@ directory. The rebuild runs in a temporary directory; nothing is written beside 
 Exit status: 0 identical, 1 different (or an input is missing or changed), 2 usage error.\n\n\
 Examples:\n  cvmforge verify out/demo-0.1.0.cvm.tar\n  cvmforge verify manifest.json --recipe recipes/demo.yaml \
 --inputs ~/downloads")]
-pub struct Args {
+pub(crate) struct Args {
     /// The published `manifest.json` or `.cvm.tar` bundle.
-    pub target: PathBuf,
+    pub(crate) target: PathBuf,
     /// The recipe (default: the manifest's recipe path, from the current directory).
     #[arg(long)]
-    pub recipe: Option<PathBuf>,
+    pub(crate) recipe: Option<PathBuf>,
     /// A directory searched recursively for inputs by SHA-256 (repeatable).
     #[arg(long = "inputs", value_name = "DIR")]
-    pub inputs: Vec<PathBuf>,
+    pub(crate) inputs: Vec<PathBuf>,
     /// Compressor threads for the rebuild (default: the number of CPUs); never changes the bytes.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: Option<u16>,
+    pub(crate) jobs: Option<u16>,
 }
 
 /// Verifies and prints one line per input, artifact and measurement (or, with `--json`, the report).
-pub fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     if !args.target.exists() {
         return Err(UsageError(format!("`{}` does not exist", args.target.display())).into());
     }
@@ -77,7 +77,7 @@ fn hint(err: VerifyError) -> anyhow::Error {
 
 /// A value from the published manifest or bundle (untrusted), escaped and bounded for a line of output.
 fn u(text: &str) -> String {
-    crate::display::untrusted(text).to_string()
+    cvmforge::display::untrusted(text).to_string()
 }
 
 /// The text rendering: one line per item, then the explanation and the verdict.

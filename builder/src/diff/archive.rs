@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{bundle_limits, json, kernel, short, text, DiffError, Finding, FindingKind, Report, SCHEMA_VERSION};
-use crate::unpack::{
+use super::finding::{join, short, Finding, FindingKind, Report, SCHEMA_VERSION};
+use super::{bundle_limits, json, kernel, text, DiffError};
+use crate::format::{
     read_bundle, read_initrd, sniff, Bundle, Container, CpioEntry, EntryType, Initrd, Limits, TarEntry,
 };
 
@@ -27,15 +28,6 @@ type FieldChange = (Option<String>, Option<String>, Option<String>);
 
 /// Entry paths listed in a grouped finding.
 const GROUP_LIST: usize = 10;
-
-/// `prefix:inner`, or either alone when the other is empty.
-pub(crate) fn join(prefix: &str, inner: &str) -> String {
-    match (prefix.is_empty(), inner.is_empty()) {
-        (true, _) => inner.to_string(),
-        (_, true) => prefix.to_string(),
-        _ => format!("{prefix}:{inner}"),
-    }
-}
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()

@@ -1,7 +1,7 @@
 //! Entry point for the `manifest_diff` fuzz target (`fuzz/fuzz_targets/`).
 
 use super::diff_bytes;
-use crate::unpack::Limits;
+use crate::format::Limits;
 
 /// Splits `data` at its first NUL into A and B and diffs them: comparing A with itself must find nothing; comparing
 /// A with B must report differences exactly when the bytes differ; rendering must not fail. A panic is a finding.

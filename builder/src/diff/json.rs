@@ -10,8 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::archive::join;
-use super::{short, Finding, FindingKind};
+use super::finding::{join, short, Finding, FindingKind};
 
 /// Keys that identify an element of an array of objects, in order of preference.
 const IDENTITY_KEYS: [&str; 5] = ["role", "name", "path", "shape", "id"];

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{Finding, FindingKind};
-use crate::kconfig::{setup, KernelConfig};
+use super::finding::{Finding, FindingKind};
+use crate::format::kconfig::{setup, KernelConfig};
 
 /// Options listed one finding each; beyond this, one finding lists the first [`MAX_LISTED`].
 const MAX_SEPARATE: usize = 20;

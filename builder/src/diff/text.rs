@@ -4,7 +4,7 @@
 //! middle is solved by dynamic programming when it is at most [`MAX_CELLS`] cells, else shown as replaced), to avoid a
 //! dependency for ~80 lines; the output follows `diff -u` (3 lines of context).
 
-use super::{Finding, FindingKind};
+use super::finding::{Finding, FindingKind};
 
 /// Files up to this size that are valid UTF-8 without NUL bytes get a line diff.
 pub(crate) const TEXT_CAP: usize = 1 << 20;

@@ -341,13 +341,14 @@ fn the_documented_example_recipe_builds() {
     let config = include_str!("../../../kernel-config/sealed-guest.config");
     tree.write("build/example/kernel.config", config.replace("# CONFIG_KEXEC is not set", "CONFIG_KEXEC=y").as_bytes());
     let vermagic = format!("vermagic={RELEASE} SMP preempt mod_unload modversions ");
-    let module = cvmforge::elf::testing::kernel_module(&["license=GPL", "depends=", "name=virtio_net", &vermagic]);
+    let module =
+        cvmforge::format::elf::testing::kernel_module(&["license=GPL", "depends=", "name=virtio_net", &vermagic]);
     tree.write(
         &format!("build/example/kernel-package/lib/modules/{RELEASE}/kernel/drivers/net/virtio_net.ko"),
         &module,
     );
-    tree.write("build/example/guest-init", &cvmforge::elf::testing::executable(None));
-    tree.write("build/example/summarize-server", &cvmforge::elf::testing::executable(None));
+    tree.write("build/example/guest-init", &cvmforge::format::elf::testing::executable(None));
+    tree.write("build/example/summarize-server", &cvmforge::format::elf::testing::executable(None));
     tree.write("build/example/model.txt", b"model");
     tree.write("build/example/OVMF.amdsev.fd", &crate::util::firmware_fixture("OVMF.amdsev.fd"));
     tree.write("build/example/OVMF.inteltdx.ms.fd", &crate::util::firmware_fixture("OVMF.inteltdx.ms.fd"));

@@ -4,10 +4,10 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::Command;
 
-use cvmforge::cpio::CpioWriter;
 use cvmforge::diff::{diff_bytes, diff_paths, Finding, FindingKind, Report};
-use cvmforge::tar::TarWriter;
-use cvmforge::unpack::{read_bundle, read_initrd, CpioReader, Limits, PathProblem, TarReader, UnpackError};
+use cvmforge::format::cpio::CpioWriter;
+use cvmforge::format::tar::TarWriter;
+use cvmforge::format::{read_bundle, read_initrd, CpioReader, Limits, PathProblem, TarReader, UnpackError};
 use proptest::prelude::*;
 
 const EPOCH: u32 = 1_700_000_000;
@@ -675,7 +675,7 @@ proptest! {
         let _ = read_initrd(&data[..len], &limits);
         let _ = read_initrd(&gzip(&data[..len], 1, 0)[..], &limits);
         // The fuzz target's properties too: whatever parses round-trips through the crate's writer.
-        cvmforge::unpack::fuzzing::cpio_reader(&data);
+        cvmforge::format::fuzzing::cpio_reader(&data);
         cvmforge::diff::fuzzing::manifest_diff(&[&base()[..], &[0], &data].concat());
     }
 
@@ -692,8 +692,8 @@ proptest! {
         let len = cut.index(data.len() + 1);
         let _ = read_bundle(&data[..], Some(data.len() as u64), &Limits::default());
         let _ = read_bundle(&data[..len], None, &Limits::default());
-        cvmforge::unpack::fuzzing::tar_reader(&data);
-        cvmforge::unpack::fuzzing::tar_reader(&data[..len]);
+        cvmforge::format::fuzzing::tar_reader(&data);
+        cvmforge::format::fuzzing::tar_reader(&data[..len]);
     }
 }
 
@@ -768,7 +768,10 @@ fn synthetic_kernel(release: &str, config: &str) -> Vec<u8> {
     let mut vmlinux = b"\x7fELF vmlinux text IKCFG_ST".to_vec();
     vmlinux.extend(gzip(config.as_bytes(), 9, 0));
     vmlinux.extend_from_slice(b"IKCFG_ED more text");
-    cvmforge::kconfig::setup::testing::bzimage(&format!("{release} (builder@host) #1 SMP"), &gzip(&vmlinux, 9, 0))
+    cvmforge::format::kconfig::setup::testing::bzimage(
+        &format!("{release} (builder@host) #1 SMP"),
+        &gzip(&vmlinux, 9, 0),
+    )
 }
 
 #[test]
@@ -884,7 +887,7 @@ proptest! {
             data.resize(data.len().next_multiple_of(512), 0);
         }
         data.extend_from_slice(&[0u8; 1024]);
-        cvmforge::unpack::fuzzing::tar_reader(&data);
+        cvmforge::format::fuzzing::tar_reader(&data);
         if let Ok(bundle) = read_bundle(&data[..], Some(data.len() as u64), &Limits::default()) {
             for e in &bundle.entries {
                 prop_assert!(!e.path.starts_with('/') && !e.path.split('/').any(|c| c == ".."), "{:?}", e.path);

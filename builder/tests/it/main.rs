@@ -11,6 +11,7 @@ mod build;
 mod diff;
 mod id_block;
 mod inspect;
+mod layers;
 mod measure_build;
 mod measure_snp;
 mod measure_tdx;

@@ -21,8 +21,8 @@ const CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
 fn tree(tail: &str) -> Tree {
     let tree = Tree::new();
     tree.write("src/inputs/vmlinuz", &pe_kernel());
-    tree.write("src/inputs/guest-init", &cvmforge::elf::testing::executable(None));
-    tree.write("src/inputs/server", &cvmforge::elf::testing::executable(None));
+    tree.write("src/inputs/guest-init", &cvmforge::format::elf::testing::executable(None));
+    tree.write("src/inputs/server", &cvmforge::format::elf::testing::executable(None));
     tree.recipe(&format!(
         "name: m\nversion: '1'\nsource_date_epoch: 1767225600\n\
          kernel: {{path: inputs/vmlinuz, cmdline: \"{CMDLINE}\"}}\n\

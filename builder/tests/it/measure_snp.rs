@@ -101,7 +101,7 @@ fn prints_the_reference_line() {
 
 #[test]
 fn a_kernel_from_a_pipe_measures_like_the_file() {
-    // A pipe cannot be memory-mapped, so this takes the reading path of `builder/src/mapped.rs`.
+    // A pipe cannot be memory-mapped, so this takes the reading path of `builder/src/sys/mapped.rs`.
     use std::io::Write;
     let env = Env::new();
     let kernel = std::fs::read(env.path().join("kernel")).unwrap();

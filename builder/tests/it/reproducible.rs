@@ -11,7 +11,7 @@ use crate::util::*;
 
 /// A payload big enough (several MiB, mixed random and compressible) that parallel compressors split it.
 fn payload() -> Vec<u8> {
-    let mut bytes = cvmforge::elf::testing::executable(None);
+    let mut bytes = cvmforge::format::elf::testing::executable(None);
     bytes.extend_from_slice(&random_bytes(1 << 20, 42));
     let text: Vec<u8> = (0..60_000).flat_map(|i| format!("line {i}: the quick brown fox\n").into_bytes()).collect();
     bytes.extend_from_slice(&text);
@@ -26,7 +26,7 @@ fn files(recipe: &str) -> Vec<(String, Vec<u8>)> {
         ("src/inputs/vmlinuz".to_string(), fake_kernel(0x020f, 300_000)),
         (
             "src/inputs/guest-init".to_string(),
-            [cvmforge::elf::testing::executable(None), random_bytes(200_000, 5)].concat(),
+            [cvmforge::format::elf::testing::executable(None), random_bytes(200_000, 5)].concat(),
         ),
         ("src/inputs/server".to_string(), payload()),
         ("src/data/model.txt".to_string(), b"model weights\n".repeat(20_000)),

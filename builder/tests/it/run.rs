@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cvmforge::cpio::CpioWriter;
-use cvmforge::tar::TarWriter;
+use cvmforge::format::cpio::CpioWriter;
+use cvmforge::format::tar::TarWriter;
 
 const CMDLINE: &str = "console=ttyS0 quiet";
 const MARKER: &str = "CVMFORGE-RUN-TEST-MARKER";

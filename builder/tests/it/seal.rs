@@ -7,10 +7,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cvmforge::elf::testing::kernel_module;
-use cvmforge::kconfig::{KconfigError, KernelConfig};
-use cvmforge::modules::{collect, kernel_release, ModuleError, ModuleRequest, ModuleSet};
-use cvmforge::policy::{Checker, KconfigPolicy, Verdict, Waiver};
+use cvmforge::format::elf::testing::kernel_module;
+use cvmforge::format::kconfig::{KconfigError, KernelConfig};
+use cvmforge::recipe::seal_spec::Waiver;
+use cvmforge::seal::modules::{collect, kernel_release, ModuleError, ModuleRequest, ModuleSet};
+use cvmforge::seal::policy::{Checker, KconfigPolicy, Verdict};
 use sha2::{Digest, Sha256};
 
 const RELEASE: &str = "6.1.0-test-amd64";
@@ -201,7 +202,7 @@ fn rejects_modules_dep_paths_outside_the_tree() {
 #[test]
 fn rejects_module_without_modinfo() {
     let dir = tempfile::tempdir().unwrap();
-    put(dir.path(), "kernel/x.ko", &cvmforge::elf::testing::build(1, &[], &[(".text", b"\x90")]));
+    put(dir.path(), "kernel/x.ko", &cvmforge::format::elf::testing::build(1, &[], &[(".text", b"\x90")]));
     let err = collect(&request(dir.path(), &names(&["x"]), false)).unwrap_err();
     assert!(err.to_string().ends_with("x.ko` has no .modinfo section"), "{err}");
 }
@@ -215,7 +216,7 @@ fn real_binaries_match_their_signatures() {
     let expected = [("bin/busybox", "busybox"), ("usr/sbin/dropbear", "dropbear"), ("bin/zsh", "zsh")];
     for (rel, item) in expected {
         let file = std::fs::File::open(root.join(rel)).unwrap();
-        let found = cvmforge::elf::scan_content(file, cvmforge::elf::SIGNATURES).unwrap();
+        let found = cvmforge::seal::signatures::scan_content(file, cvmforge::seal::signatures::SIGNATURES).unwrap();
         let items: Vec<&str> = found.matches.iter().map(|m| m.item).collect();
         assert_eq!(items, vec![item], "{rel}");
     }

@@ -19,12 +19,12 @@ fn kernel(config: &str) -> Vec<u8> {
     let mut vmlinux = b"kernel text IKCFG_ST".to_vec();
     vmlinux.extend_from_slice(&gz(config.as_bytes()));
     vmlinux.extend_from_slice(b"IKCFG_ED more kernel");
-    cvmforge::kconfig::setup::testing::bzimage(RELEASE, &gz(&vmlinux))
+    cvmforge::format::kconfig::setup::testing::bzimage(RELEASE, &gz(&vmlinux))
 }
 
 fn sev_guest_ko() -> Vec<u8> {
     let vermagic = format!("vermagic={RELEASE} SMP preempt mod_unload modversions ");
-    cvmforge::elf::testing::kernel_module(&["license=GPL", "depends=", "name=sev_guest", &vermagic])
+    cvmforge::format::elf::testing::kernel_module(&["license=GPL", "depends=", "name=sev_guest", &vermagic])
 }
 
 fn sealed_tree(extra_recipe: &str) -> Tree {
@@ -114,7 +114,7 @@ fn rejects_unwaived_shell_in_strict_mode_with_the_fix() {
 #[test]
 fn rejects_dynamic_payload_naming_its_loader() {
     let tree = sealed_tree("");
-    tree.write("src/inputs/server", &cvmforge::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
+    tree.write("src/inputs/server", &cvmforge::format::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
     tree.build(&[])
         .fails(1, &["`/usr/bin/server` is dynamically linked and needs the interpreter `/lib64/ld-linux-x86-64.so.2`"]);
 }
@@ -122,7 +122,10 @@ fn rejects_dynamic_payload_naming_its_loader() {
 #[test]
 fn rejects_dynamic_init() {
     let tree = sealed_tree("");
-    tree.write("src/inputs/guest-init", &cvmforge::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
+    tree.write(
+        "src/inputs/guest-init",
+        &cvmforge::format::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")),
+    );
     tree.build(&[]).fails(1, &["the init program `/init` is not statically linked"]);
     assert!(!tree.path("out").exists(), "a refused build writes nothing");
 }
@@ -130,8 +133,8 @@ fn rejects_dynamic_init() {
 #[test]
 fn dynamic_payload_builds_when_its_loader_is_in_the_initrd() {
     let tree = sealed_tree("");
-    tree.write("src/inputs/server", &cvmforge::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
-    tree.write("src/inputs/ld.so", &cvmforge::elf::testing::executable(None));
+    tree.write("src/inputs/server", &cvmforge::format::elf::testing::executable(Some("/lib64/ld-linux-x86-64.so.2")));
+    tree.write("src/inputs/ld.so", &cvmforge::format::elf::testing::executable(None));
     let recipe = String::from_utf8(tree.read("src/recipe.yaml")).unwrap();
     tree.recipe(&recipe.replace(
         "    - {src: inputs/server, dst: /usr/bin/server}\n",
@@ -188,7 +191,7 @@ fn issue11_locked_refuses_a_rebuilt_kernel_module() {
 
     let vermagic = format!("vermagic={RELEASE} SMP preempt mod_unload modversions ");
     let rebuilt =
-        cvmforge::elf::testing::kernel_module(&["license=GPL", "depends=", "name=sev_guest", &vermagic, "x=1"]);
+        cvmforge::format::elf::testing::kernel_module(&["license=GPL", "depends=", "name=sev_guest", &vermagic, "x=1"]);
     tree.write(&format!("src/kmod{dest}"), &rebuilt);
     let run = tree.build(&["--locked", "--force"]);
     run.fails(1, &[&format!("input `module:{dest}`"), "expected sha256"]);

@@ -7,15 +7,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cvmforge::elf::testing::{executable, kernel_module};
-use cvmforge::elf::LinkError;
-use cvmforge::kconfig::setup::testing::bzimage;
-use cvmforge::modules::ModuleError;
-use cvmforge::policy::{Verdict, Waiver};
-use cvmforge::sealing::{
-    check, Content, ModuleTree, ModulesSpec, SealEntry, SealEntryKind, SealError, SealInputs, SealOutcome, SealingSpec,
-    MODULE_MODE,
+use cvmforge::format::elf::testing::{executable, kernel_module};
+use cvmforge::format::kconfig::setup::testing::bzimage;
+use cvmforge::recipe::seal_spec::{ModulesSpec, SealingSpec, Waiver};
+use cvmforge::seal::check::{
+    check, Content, ModuleTree, SealEntry, SealEntryKind, SealError, SealInputs, SealOutcome, MODULE_MODE,
 };
+use cvmforge::seal::linkage::LinkError;
+use cvmforge::seal::modules::ModuleError;
+use cvmforge::seal::policy::Verdict;
 use sha2::{Digest, Sha256};
 
 const RELEASE: &str = "6.1.0-test-amd64";

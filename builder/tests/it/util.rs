@@ -133,8 +133,8 @@ impl Tree {
         let tree = Tree::new();
         tree.write("src/inputs/vmlinuz", &fake_kernel(0x020f, 4096));
         // Sealing parses both: they must be static (static-pie) x86-64 ELF executables.
-        tree.write("src/inputs/guest-init", &cvmforge::elf::testing::executable(None));
-        tree.write("src/inputs/server", &cvmforge::elf::testing::executable(None));
+        tree.write("src/inputs/guest-init", &cvmforge::format::elf::testing::executable(None));
+        tree.write("src/inputs/server", &cvmforge::format::elf::testing::executable(None));
         tree.write("src/data/model.txt", b"a tiny model\n");
         tree.write("src/inputs/OVMF.amdsev.fd", &random_bytes(8192, 7));
         tree.write("src/recipe.yaml", STANDARD_RECIPE.as_bytes());

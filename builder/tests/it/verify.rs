@@ -250,7 +250,7 @@ fn rejects_bundle_whose_manifest_digest_does_not_match_a_member() {
     let manifest = String::from_utf8(tree.read("out/manifest.json")).unwrap();
     let good = sha256_hex(b"console=ttyS0 panic=-1");
     let bad = sha256_hex(b"console=ttyS0 panic=-2");
-    let mut tar = cvmforge::tar::TarWriter::new(Vec::new(), 0);
+    let mut tar = cvmforge::format::tar::TarWriter::new(Vec::new(), 0);
     for name in ["cmdline", "firmware-snp.fd", "initrd.img", "kernel", "manifest.json"] {
         let content =
             if name == "cmdline" { b"console=ttyS0 panic=-2".to_vec() } else { tree.read(&format!("out/{name}")) };
@@ -263,7 +263,7 @@ fn rejects_bundle_whose_manifest_digest_does_not_match_a_member() {
         &[&format!("`cmdline` in `../forged.cvm.tar` does not match its manifest: sha256 {bad} (22 bytes), the manifest lists {good} (22 bytes)"), "hint: the publication contradicts its own manifest"],
     );
     // A member the manifest does not list is refused too.
-    let mut tar = cvmforge::tar::TarWriter::new(Vec::new(), 0);
+    let mut tar = cvmforge::format::tar::TarWriter::new(Vec::new(), 0);
     for name in ["cmdline", "firmware-snp.fd", "initrd.img", "kernel", "manifest.json", "zz-extra"] {
         let content = if name == "zz-extra" { b"surprise".to_vec() } else { tree.read(&format!("out/{name}")) };
         tar.add_file(name, 0o644, content.len() as u64, &mut &content[..]).unwrap();

@@ -1,0 +1,74 @@
+//! Reader adapters: digest-and-count, and a hard cap on the number of bytes.
+
+use std::io::{self, Read};
+
+use sha2::{Digest, Sha256};
+
+/// Hashes and counts every byte read through it.
+pub struct HashCount<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashCount<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        HashCount { inner, hasher: Sha256::new(), count: 0 }
+    }
+
+    /// Reads the rest of the stream (so that the digest covers all of it) and returns (sha256, byte count).
+    pub fn finish(mut self) -> io::Result<([u8; 32], u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((self.hasher.finalize().into(), self.count))
+    }
+}
+
+impl<R: Read> Read for HashCount<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = buf.get(..n).unwrap_or_default();
+        self.hasher.update(read);
+        self.count = self.count.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        Ok(n)
+    }
+}
+
+/// The error a [`Capped`] reader returns (inside an `io::Error`) once more than `max` bytes come through.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {max} bytes")]
+pub(crate) struct CapExceeded {
+    pub(crate) max: u64,
+}
+
+/// Fails with [`CapExceeded`] as soon as the stream has more than `max` bytes; never reads far past the cap.
+pub(crate) struct Capped<R> {
+    inner: R,
+    max: u64,
+    count: u64,
+}
+
+impl<R: Read> Capped<R> {
+    pub(crate) fn new(inner: R, max: u64) -> Self {
+        Capped { inner, max, count: 0 }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Allow one byte past the cap so that "exactly max bytes" is distinguishable from "more".
+        let room = self.max.saturating_sub(self.count).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(buf.get_mut(..want).unwrap_or_default())?;
+        self.count = self.count.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        if self.count > self.max {
+            return Err(io::Error::other(CapExceeded { max: self.max }));
+        }
+        Ok(n)
+    }
+}
+
+/// The cap, if `err` came from a [`Capped`] reader.
+pub(crate) fn cap_exceeded(err: &io::Error) -> Option<u64> {
+    err.get_ref().and_then(|inner| inner.downcast_ref::<CapExceeded>()).map(|c| c.max)
+}
