@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{print_json, Ui};
-use cvmforge::format::{read_bundle, read_initrd, sniff, Container, EntryType, Limits};
+use cvmforge::format::{publication_limits, read_bundle, read_initrd, sniff, Container, EntryType, Limits};
 
 /// Version of the `--json` output.
 const SCHEMA_VERSION: u32 = 1;
@@ -139,10 +139,7 @@ fn inspect_initrd(path: &Path, file: impl Read) -> anyhow::Result<Output> {
 
 fn inspect_bundle(path: &Path, file: std::io::BufReader<std::fs::File>) -> anyhow::Result<Output> {
     // The same limits as `verify`: a bundle has at most a few members, each kept whole.
-    let limits = Limits {
-        max_entries: cvmforge::verify::MAX_BUNDLE_MEMBERS,
-        ..cvmforge::diff::bundle_limits(&Limits::default())
-    };
+    let limits = publication_limits(&Limits::default());
     let len = file.get_ref().metadata().map(|m| m.len()).ok();
     let mut hashed = cvmforge::format::io::HashCount::new(file);
     let bundle = read_bundle(&mut hashed, len, &limits)

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use super::{Hinted, Ui, UsageError};
 use cvmforge::display::untrusted;
+use cvmforge::format::{publication_limits, read_bundle, EntryType, Limits};
 use cvmforge::qemu::{
     is_kernel_panic, parse_duration, parse_size, shell_line, smoke_boot_args, Accel, PortForward, SmokeBoot,
     CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, QEMU_BINARY,
@@ -199,7 +200,7 @@ impl Image {
             (path.to_path_buf(), None)
         } else {
             let temp = tempfile::tempdir().context("cannot create a temporary directory for the bundle's files")?;
-            bundle::extract(path, &[KERNEL_FILE, INITRD_FILE, CMDLINE_FILE, MANIFEST_FILE], temp.path())?;
+            extract_members(path, &[KERNEL_FILE, INITRD_FILE, CMDLINE_FILE, MANIFEST_FILE], temp.path())?;
             (temp.path().to_path_buf(), Some((path.to_path_buf(), temp)))
         };
         let mut image = Image { dir, bundle, cmdline: String::new() };
@@ -704,120 +705,29 @@ fn kvm_hint(accel: Accel) -> String {
 // ---------------------------------------------------------------------------------------------------------------
 // Bundle members
 
-/// Extraction of named regular files from a ustar bundle.
-// TODO(lead): replace with unpack::read_bundle (branch `diff`, builder/src/unpack/bundle.rs) after merging.
-mod bundle {
-    use std::collections::BTreeSet;
-    use std::io::{self, BufReader, Read};
-    use std::path::Path;
-
-    use anyhow::{bail, Context};
-
-    const BLOCK: u64 = 512;
-    /// More entries than any cvmforge bundle has (a handful of outputs).
-    const MAX_ENTRIES: u64 = 1024;
-
-    /// Writes the members named in `wanted` (top-level regular files, `./` accepted) into `dest`. A member may occur
-    /// once; absent members are the caller's to report. Archive extension headers (pax, GNU long names) are
-    /// rejected: cvmforge bundles are plain ustar.
-    pub(super) fn extract(bundle: &Path, wanted: &[&str], dest: &Path) -> anyhow::Result<BTreeSet<String>> {
-        let file = fs_err::File::open(bundle)?;
-        let len = file.metadata()?.len();
-        let mut reader = BufReader::new(file);
-        let mut found = BTreeSet::new();
-        let mut offset = 0u64;
-        let at = |offset: u64| format!("bundle `{}`, header at offset {offset}", bundle.display());
-        for _ in 0..MAX_ENTRIES {
-            if len.saturating_sub(offset) < BLOCK {
-                bail!("{}: archive ends without its end-of-archive block (truncated?)", at(offset));
-            }
-            let mut header = [0u8; 512];
-            reader.read_exact(&mut header).with_context(|| at(offset))?;
-            if header.iter().all(|&b| b == 0) {
-                return Ok(found);
-            }
-            let entry = parse_header(&header).with_context(|| at(offset))?;
-            let padded = entry.size.div_ceil(BLOCK).checked_mul(BLOCK).context("entry size overflows")?;
-            let data_start = offset + BLOCK;
-            if len.saturating_sub(data_start) < padded {
-                bail!("{}: `{}` declares {} bytes but the file ends first", at(offset), entry.name, entry.size);
-            }
-            let name = entry.name.strip_prefix("./").unwrap_or(&entry.name);
-            if entry.regular && wanted.contains(&name) {
-                if !found.insert(name.to_owned()) {
-                    bail!("{}: member `{name}` occurs twice", at(offset));
-                }
-                let mut out = fs_err::File::create(dest.join(name))?;
-                let copied = io::copy(&mut (&mut reader).take(entry.size), &mut out)?;
-                skip(&mut reader, padded - copied)?;
-            } else {
-                skip(&mut reader, padded)?;
-            }
-            offset = data_start + padded;
-        }
-        bail!("bundle `{}` has more than {MAX_ENTRIES} entries; a cvmforge bundle has a handful", bundle.display())
-    }
-
-    fn skip(reader: &mut impl Read, n: u64) -> anyhow::Result<()> {
-        let skipped = io::copy(&mut reader.take(n), &mut io::sink())?;
-        if skipped != n {
-            bail!("archive is shorter than its headers declare");
-        }
-        Ok(())
-    }
-
-    struct Header {
-        name: String,
-        size: u64,
-        regular: bool,
-    }
-
-    fn parse_header(h: &[u8; 512]) -> anyhow::Result<Header> {
-        if &h[257..262] != b"ustar" {
-            bail!("not a ustar header (magic at byte 257 is not `ustar`)");
-        }
-        let stored = octal(&h[148..156]).context("checksum field")?;
-        // POSIX ustar: the checksum is the byte sum of the header with its own field counted as spaces.
-        let sum: u64 =
-            h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum();
-        if sum != stored {
-            bail!("header checksum is {stored:o} but the header sums to {sum:o}");
-        }
-        let typeflag = h[156];
-        if matches!(typeflag, b'x' | b'g' | b'L' | b'K') {
-            bail!(
-                "extension header (type `{}`) is not supported: cvmforge bundles are plain ustar",
-                char::from(typeflag)
-            );
-        }
-        let name = field_str(&h[0..100]).context("name field")?;
-        let prefix = field_str(&h[345..500]).context("prefix field")?;
-        let name = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-        let size = octal(&h[124..136]).context("size field")?;
-        Ok(Header { name, size, regular: typeflag == b'0' || typeflag == 0 })
-    }
-
-    fn field_str(field: &[u8]) -> anyhow::Result<String> {
-        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-        let bytes = field.get(..end).unwrap_or_default();
-        String::from_utf8(bytes.to_vec()).context("not UTF-8")
-    }
-
-    /// An octal number: optional leading spaces, digits, then NULs or spaces to the end of the field.
-    pub(super) fn octal(field: &[u8]) -> anyhow::Result<u64> {
-        let start = field.iter().position(|&b| b != b' ').unwrap_or(field.len());
-        let rest = field.get(start..).unwrap_or_default();
-        let end = rest.iter().position(|&b| b == 0 || b == b' ').unwrap_or(rest.len());
-        let (digits, padding) = rest.split_at(end);
-        let padded = padding.iter().all(|&b| b == 0 || b == b' ');
-        if digits.is_empty() || !padded || !digits.iter().all(|b| (b'0'..=b'7').contains(b)) {
-            bail!("`{}` is not an octal number", String::from_utf8_lossy(field).trim_end_matches('\0'));
-        }
-        digits
+/// Writes the members named in `wanted` (top-level regular files, `./` accepted) of `bundle` into `dest`, read with the
+/// crate's bounded tar reader (the one `verify` and `inspect` use). A member may occur once; absent members are the
+/// caller's to report.
+fn extract_members(bundle: &Path, wanted: &[&str], dest: &Path) -> anyhow::Result<()> {
+    let shown = || format!("cannot read bundle `{}`", untrusted(&bundle.to_string_lossy()));
+    let file = fs_err::File::open(bundle)?;
+    let len = file.metadata()?.len();
+    let members = read_bundle(io::BufReader::new(file), Some(len), &publication_limits(&Limits::default()))
+        .with_context(shown)?;
+    for name in wanted {
+        let mut found = members
+            .entries
             .iter()
-            .try_fold(0u64, |acc, &d| acc.checked_mul(8)?.checked_add(u64::from(d - b'0')))
-            .context("overflows")
+            .filter(|e| e.file_type == EntryType::Regular && e.path.strip_prefix("./").unwrap_or(&e.path) == *name);
+        let Some(entry) = found.next() else { continue };
+        if let Some(again) = found.next() {
+            bail!("{}: member `{name}` occurs twice (entries {} and {})", shown(), entry.index, again.index);
+        }
+        // `read_bundle` keeps every regular member's content (or fails): an absent content cannot happen.
+        let content = entry.content.as_deref().unwrap_or_default();
+        fs_err::write(dest.join(name), content)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -869,16 +779,5 @@ mod tests {
         // A non-string argument makes the record unusable rather than silently dropped.
         assert_eq!(shapes[1].command_line, None);
         assert!(shape_commands(&serde_json::json!({})).is_empty());
-    }
-
-    #[test]
-    fn rejects_malformed_octal_fields() {
-        use super::bundle::octal;
-        assert_eq!(octal(b"0000644\0").unwrap(), 0o644);
-        assert_eq!(octal(b"  12 \0\0").unwrap(), 0o12);
-        for bad in [&b"\0\0\0\0"[..], b"0008\0", b"1 2\0", b"-1\0", b"\x80\0\0\0\0\0\0\0\0\0\0\0"] {
-            assert!(octal(bad).is_err(), "{bad:?}");
-        }
-        assert!(octal(b"7777777777777777777777777").is_err());
     }
 }

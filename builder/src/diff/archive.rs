@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::finding::{join, short, Finding, FindingKind, Report, SCHEMA_VERSION};
-use super::{bundle_limits, json, kernel, text, DiffError};
+use super::{json, kernel, text, DiffError};
+use crate::format::tar::bundle::keep_members_whole;
 use crate::format::{
     read_bundle, read_initrd, sniff, Bundle, Container, CpioEntry, EntryType, Initrd, Limits, TarEntry,
 };
@@ -107,7 +108,7 @@ impl Ctx {
     }
 
     fn read_bundle(&self, path: &str, side: &str, bytes: &[u8]) -> Result<Bundle, DiffError> {
-        read_bundle(bytes, Some(len(bytes)), &bundle_limits(&self.limits))
+        read_bundle(bytes, Some(len(bytes)), &keep_members_whole(&self.limits))
             .map_err(|source| DiffError::Unpack { what: format!("{side}'s bundle `{path}`"), source })
     }
 

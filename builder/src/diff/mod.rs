@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::format::tar::bundle::keep_members_whole;
 use crate::format::{read_bundle, sniff, Bundle, Container, Limits, UnpackError};
 
 /// File-name suffix of the publishing bundle in an output directory.
@@ -272,17 +273,12 @@ fn load(path: &Path, limits: &Limits) -> Result<Input, DiffError> {
     let bytes = read_capped(&resolved, meta.len(), limits)?;
     match detect(&bytes) {
         InputKind::Bundle => {
-            let bundle = read_bundle(&bytes[..], u64::try_from(bytes.len()).ok(), &bundle_limits(limits))
+            let bundle = read_bundle(&bytes[..], u64::try_from(bytes.len()).ok(), &keep_members_whole(limits))
                 .map_err(|source| DiffError::Unpack { what: format!("bundle `{}`", path.display()), source })?;
             Ok(Input::Bundle(bundle, bytes))
         }
         kind => Ok(Input::Blob(kind, bytes)),
     }
-}
-
-/// Bundles are compared member by member, so members must be kept whole.
-pub fn bundle_limits(limits: &Limits) -> Limits {
-    Limits { max_kept_entry: limits.max_entry_size, max_kept_total: limits.max_total_size, ..*limits }
 }
 
 fn read_capped(path: &Path, size: u64, limits: &Limits) -> Result<Vec<u8>, DiffError> {

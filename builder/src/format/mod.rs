@@ -40,7 +40,7 @@ pub mod tar;
 pub use compress::read::{read_initrd, sniff, CompressionInfo, Container, GzipHeader, Initrd, ZstdHeader};
 pub use cpio::read::{CpioEntry, CpioReader};
 pub use error::{PathProblem, UnpackError};
-pub use tar::bundle::{read_bundle, Bundle};
+pub use tar::bundle::{publication_limits, read_bundle, Bundle};
 pub use tar::read::{TarEntry, TarReader};
 
 /// The type of an archive entry (from the cpio mode's `S_IFMT` bits or the tar type flag).

@@ -40,9 +40,6 @@ use staging::{confined, published_module_sources, stage_tree};
 
 /// Version of the `--json` report layout.
 pub const SCHEMA_VERSION: u32 = 1;
-/// A bundle holds a handful of members (the outputs and the manifest); more than this is not a cvmforge bundle and is
-/// refused before it can cost time or memory.
-pub const MAX_BUNDLE_MEMBERS: u64 = 64;
 
 /// What to verify and how.
 #[derive(Debug, Clone)]

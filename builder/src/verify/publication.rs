@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::inputs::hash_file;
-use super::{VerifyError, MAX_BUNDLE_MEMBERS};
+use super::VerifyError;
 use crate::build::MANIFEST_FILE;
-use crate::format::{read_bundle, sniff, Container, Limits};
+use crate::format::{publication_limits, read_bundle, sniff, Container, Limits};
 use crate::manifest::{Manifest, ManifestError, OutputRecord};
 
 /// The publication under verification.
@@ -35,7 +35,7 @@ pub(super) fn load_published(target: &Path, limits: &Limits) -> Result<Published
     if sniff(head.get(..got).unwrap_or_default()) != Container::Tar {
         return load_manifest_file(target, &mut file, len, &head[..got]);
     }
-    let bundle_limits = Limits { max_entries: MAX_BUNDLE_MEMBERS, ..crate::diff::bundle_limits(limits) };
+    let bundle_limits = publication_limits(limits);
     // The bundle's own digest is computed in the same pass that reads its members.
     let head = std::io::Cursor::new(head.get(..got).unwrap_or_default().to_vec());
     let mut stream = HashingReader { inner: head.chain(std::io::BufReader::new(file)), hasher: Sha256::new(), len: 0 };

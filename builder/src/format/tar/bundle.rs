@@ -6,6 +6,21 @@ use super::read::{read_all, TarEntry};
 use crate::format::error::UnpackError;
 use crate::format::{EntryType, Limits};
 
+/// A bundle holds a handful of members (the outputs and the manifest); more than this is not a cvmforge bundle and is
+/// refused before it can cost time or memory.
+pub const MAX_MEMBERS: u64 = 64;
+
+/// `limits` with every member kept whole (bundles are compared and checked member by member).
+pub fn keep_members_whole(limits: &Limits) -> Limits {
+    Limits { max_kept_entry: limits.max_entry_size, max_kept_total: limits.max_total_size, ..*limits }
+}
+
+/// The limits for reading a published cvmforge bundle (`verify`, `inspect`, `run`): at most [`MAX_MEMBERS`] members,
+/// each kept whole, within `base`'s size limits.
+pub fn publication_limits(base: &Limits) -> Limits {
+    Limits { max_entries: MAX_MEMBERS, ..keep_members_whole(base) }
+}
+
 /// A bundle's entries, each regular file with its content.
 #[derive(Debug, Clone)]
 pub struct Bundle {
