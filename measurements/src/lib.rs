@@ -5,10 +5,12 @@
 //!
 //! - [`reader`]: the one bounds-checked reader that every parser of untrusted bytes goes through;
 //! - [`guid`]: typed EFI GUID constants;
+//! - [`bzimage`]: the Linux x86 boot protocol setup header of a bzImage;
 //! - [`firmware_table`]: the OVMF footer GUID table shared by SEV and TDX firmware;
 //! - [`snp`]: AMD SEV, SEV-ES and SEV-SNP launch digests (bit-exact with `sev-snp-measure` 0.0.13);
 //! - [`tdx`]: Intel TDX MRTD and RTMRs.
 
+pub mod bzimage;
 pub mod firmware_table;
 pub mod guid;
 pub mod reader;

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::finding::{Finding, FindingKind};
-use crate::format::kconfig::{setup, KernelConfig};
+use crate::format::bzimage::kernel_release;
+use crate::format::kconfig::KernelConfig;
 
 /// Options listed one finding each; beyond this, one finding lists the first [`MAX_LISTED`].
 const MAX_SEPARATE: usize = 20;
@@ -13,13 +14,13 @@ const MAX_LISTED: usize = 50;
 
 /// Whether `bytes` carries an x86 boot-protocol setup header with a version string.
 pub(crate) fn is_bzimage(bytes: &[u8]) -> bool {
-    setup::kernel_release(bytes).is_ok()
+    kernel_release(bytes).is_ok()
 }
 
 /// Findings for two bzImages: release and configuration. Empty when neither differs (or cannot be read).
 pub(crate) fn diff_kernels(path: &str, a: &[u8], b: &[u8]) -> Vec<Finding> {
     let mut out = Vec::new();
-    if let (Ok(ra), Ok(rb)) = (setup::kernel_release(a), setup::kernel_release(b)) {
+    if let (Ok(ra), Ok(rb)) = (kernel_release(a), kernel_release(b)) {
         if ra != rb {
             out.push(Finding::changed(FindingKind::Changed, path, "kernel release", ra, rb));
         }

@@ -1,23 +1,19 @@
-//! The x86 Linux boot protocol setup header of a bzImage (Documentation/arch/x86/boot.rst).
+//! A bzImage as cvmforge uses it: the checks before a build (a setup header, boot protocol 2.06 or newer), the boot
+//! protocol and kernel version for the summary and the manifest, the kernel release, and the compressed payload.
 //!
-//! cvmforge checks that a recipe's kernel really is a bzImage before it builds anything, and reads the boot protocol
-//! version and the kernel version string for the summary and the manifest.
+//! The setup header itself is parsed by the measurements crate ([`cvmforge_measure::bzimage::SetupHeader`], the one
+//! parser of it in the workspace); this module adds what only the builder needs.
 
+use cvmforge_measure::bzimage::{SetupHeader, SetupHeaderError, MIN_LEN};
 use thiserror::Error;
 
-/// Offset of the `HdrS` magic.
-pub const HEADER_MAGIC_OFFSET: usize = 0x202;
-/// The setup header magic.
-pub const HEADER_MAGIC: &[u8; 4] = b"HdrS";
-/// Offset of the 0xAA55 boot flag.
-pub const BOOT_FLAG_OFFSET: usize = 0x1fe;
-/// Offset of the u16 boot protocol version.
-pub const VERSION_OFFSET: usize = 0x206;
-/// Offset of the u16 pointer to the kernel version string (relative to 0x200).
-pub const KERNEL_VERSION_PTR_OFFSET: usize = 0x20e;
+use crate::format::compress::decode::{decompress, DecodeError};
+
 /// The oldest boot protocol that can be loaded above 1 MiB with an initrd the way QEMU and OVMF do (2.06 adds
 /// `cmdline_size`).
 pub const MIN_PROTOCOL: u16 = 0x0206;
+/// Upper bound on a decompressed kernel (`vmlinux` of distribution kernels is 30-70 MiB).
+pub const MAX_KERNEL_SIZE: u64 = 512 << 20;
 
 /// Why a file is not a usable bzImage.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -33,14 +29,9 @@ pub enum BzImageError {
         /// Bytes needed.
         needed: usize,
     },
-    /// The `HdrS` magic is missing.
-    #[error(
-        "not a bzImage: expected the setup header magic `HdrS` at offset {HEADER_MAGIC_OFFSET:#x}, found {found:02x?}"
-    )]
-    NoMagic {
-        /// The four bytes found there.
-        found: [u8; 4],
-    },
+    /// The setup header cannot be read (no `HdrS` magic).
+    #[error(transparent)]
+    Header(#[from] SetupHeaderError),
     /// The boot protocol is too old.
     #[error("bzImage boot protocol {major}.{minor:02} is too old: cvmforge needs 2.06 or newer")]
     TooOld {
@@ -63,19 +54,18 @@ pub struct BzImage {
 impl BzImage {
     /// Checks the setup header of `bytes` (the first few KiB of the kernel file are enough).
     pub fn parse(bytes: &[u8]) -> Result<Self, BzImageError> {
-        let needed = VERSION_OFFSET + 2;
-        let header = bytes.get(..needed).ok_or(BzImageError::TooShort { len: bytes.len(), needed })?;
-        let mut found = [0u8; 4];
-        found.copy_from_slice(&header[HEADER_MAGIC_OFFSET..HEADER_MAGIC_OFFSET + 4]);
-        if &found != HEADER_MAGIC {
-            return Err(BzImageError::NoMagic { found });
+        if bytes.len() < MIN_LEN {
+            return Err(BzImageError::TooShort { len: bytes.len(), needed: MIN_LEN });
         }
-        let protocol = u16::from_le_bytes([header[VERSION_OFFSET], header[VERSION_OFFSET + 1]]);
-        let [minor, major] = protocol.to_le_bytes();
+        let header = SetupHeader::parse(bytes)?;
+        let protocol = header.version();
         if protocol < MIN_PROTOCOL {
+            let [minor, major] = protocol.to_le_bytes();
             return Err(BzImageError::TooOld { major, minor });
         }
-        Ok(BzImage { protocol, kernel_version: kernel_version(bytes) })
+        // The version string is informative: a kernel without one (or with a broken pointer) still boots.
+        let kernel_version = header.kernel_version().ok().map(str::to_string);
+        Ok(BzImage { protocol, kernel_version })
     }
 
     /// The boot protocol as `major.minor`, e.g. `2.15`.
@@ -90,19 +80,50 @@ impl BzImage {
     }
 }
 
-/// Reads the NUL-terminated kernel version string that the header's pointer names, if it is in bounds and UTF-8.
-fn kernel_version(bytes: &[u8]) -> Option<String> {
-    let ptr = bytes.get(KERNEL_VERSION_PTR_OFFSET..KERNEL_VERSION_PTR_OFFSET + 2)?;
-    // A zero pointer means "no version string" (boot.rst), not "the string at 0x200" (which is the jump instruction).
-    let ptr = u16::from_le_bytes([ptr[0], ptr[1]]);
-    if ptr == 0 {
-        return None;
+/// The kernel release (`uname -r`, e.g. `6.1.0-56-amd64`) of a bzImage.
+pub fn kernel_release(bytes: &[u8]) -> Result<String, SetupHeaderError> {
+    Ok(SetupHeader::parse(bytes)?.kernel_release()?.to_string())
+}
+
+/// Why a bzImage's kernel could not be decompressed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// The setup header or its payload fields cannot be read.
+    #[error(transparent)]
+    Header(#[from] SetupHeaderError),
+    /// The payload does not decompress.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// The decompressed kernel (`vmlinux`) of a bzImage, at most [`MAX_KERNEL_SIZE`] bytes.
+pub fn decompressed_kernel(bytes: &[u8]) -> Result<Vec<u8>, PayloadError> {
+    let payload = SetupHeader::parse(bytes)?.payload()?;
+    Ok(decompress(payload, "kernel payload", MAX_KERNEL_SIZE)?)
+}
+
+/// Builds a minimal bzImage around a compressed payload, for tests.
+#[doc(hidden)]
+pub mod testing {
+    /// Setup sectors of the synthetic image.
+    const SECTS: u8 = 1;
+
+    /// A bzImage with protocol 2.15, the given version string and compressed payload.
+    pub fn bzimage(version: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; 0x400];
+        out[0x1f1] = SECTS;
+        out[0x202..0x206].copy_from_slice(b"HdrS");
+        out[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        out[0x20e..0x210].copy_from_slice(&(0x300u16 - 0x200).to_le_bytes());
+        out[0x300..0x300 + version.len()].copy_from_slice(version.as_bytes());
+        out[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
+        out[0x24c..0x250].copy_from_slice(&(payload.len() as u32 + 4).to_le_bytes());
+        out.extend_from_slice(&[0u8; 16]);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(&0x1234u32.to_le_bytes());
+        out
     }
-    let start = usize::from(ptr).checked_add(0x200)?;
-    let tail = bytes.get(start..)?;
-    let end = tail.iter().take(512).position(|&b| b == 0)?;
-    let version = std::str::from_utf8(&tail[..end]).ok()?;
-    (!version.is_empty()).then(|| version.to_string())
 }
 
 #[cfg(test)]
@@ -111,10 +132,10 @@ mod tests {
 
     fn fake_kernel(version: u16) -> Vec<u8> {
         let mut k = vec![0u8; 0x400];
-        k[BOOT_FLAG_OFFSET..BOOT_FLAG_OFFSET + 2].copy_from_slice(&[0x55, 0xaa]);
-        k[HEADER_MAGIC_OFFSET..HEADER_MAGIC_OFFSET + 4].copy_from_slice(HEADER_MAGIC);
-        k[VERSION_OFFSET..VERSION_OFFSET + 2].copy_from_slice(&version.to_le_bytes());
-        k[KERNEL_VERSION_PTR_OFFSET..KERNEL_VERSION_PTR_OFFSET + 2].copy_from_slice(&0x100u16.to_le_bytes());
+        k[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+        k[0x202..0x206].copy_from_slice(b"HdrS");
+        k[0x206..0x208].copy_from_slice(&version.to_le_bytes());
+        k[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
         k[0x300..0x300 + 18].copy_from_slice(b"6.1.0-9-amd64 (x)\0");
         k
     }
@@ -129,7 +150,7 @@ mod tests {
     #[test]
     fn zero_version_pointer_means_no_version_string() {
         let mut k = fake_kernel(0x020f);
-        k[KERNEL_VERSION_PTR_OFFSET..KERNEL_VERSION_PTR_OFFSET + 2].copy_from_slice(&[0, 0]);
+        k[0x20e..0x210].copy_from_slice(&[0, 0]);
         k[0x200..0x202].copy_from_slice(&[0xeb, 0x66]); // the jmp at 0x200
         assert_eq!(BzImage::parse(&k).unwrap().kernel_version, None);
     }

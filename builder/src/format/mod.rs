@@ -3,11 +3,12 @@
 //! - [`cpio`]: newc initrds (`write`: the deterministic writer; `read`: the bounded reader).
 //! - [`tar`]: the publishing bundle (`write`: the deterministic ustar writer; `read`: the bounded ustar/GNU/pax
 //!   reader; `bundle`: a whole bundle read into memory).
-//! - [`compress`]: deterministic gzip/zstd compression of the initrd, and the reader that recognises and decompresses
-//!   an initrd ([`read_initrd`], [`sniff`]).
+//! - [`compress`]: deterministic gzip/zstd compression of the initrd, the reader that recognises and decompresses
+//!   an initrd ([`read_initrd`], [`sniff`]), and bounded decoding of kernel payloads and modules (`decode`).
 //! - [`elf`]: the ELF reader (linkage, sections) for initrd files.
 //! - [`kconfig`]: kernel configurations (`.config` text and a bzImage's IKCONFIG).
-//! - [`bzimage`]: the bzImage setup header.
+//! - [`bzimage`]: what the builder needs of a bzImage (its setup header is parsed by
+//!   `cvmforge_measure::bzimage`, the one parser of it).
 //! - [`init_config`]: `/etc/cvmforge/init.json`, the guest init's configuration.
 //!
 //! Everything here is bytes in, typed values out (or typed values in, bytes out): no file system paths, no policy.

@@ -59,7 +59,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let init = dir.path().join("init");
 //! std::fs::write(&init, cvmforge::format::elf::testing::executable(None))?; // a static-pie ELF
-//! let kernel = cvmforge::format::kconfig::setup::testing::bzimage("6.1.0-test", b"no ikconfig here");
+//! let kernel = cvmforge::format::bzimage::testing::bzimage("6.1.0-test", b"no ikconfig here");
 //! let entries = vec![
 //!     SealEntry { dest: "/init".into(), kind: SealEntryKind::File(Content::Path(init.clone())) },
 //!     SealEntry { dest: "/bin/sh".into(), kind: SealEntryKind::Symlink { target: "/init".into() } },

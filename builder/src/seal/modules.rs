@@ -39,7 +39,10 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::format::elf::{self, ElfError};
-use crate::format::kconfig::setup::{self, SetupError};
+use cvmforge_measure::bzimage::SetupHeaderError;
+
+use crate::format::bzimage;
+use crate::format::compress::decode::{decompress, DecodeError};
 
 /// Largest decompressed module accepted (the largest in-tree modules are a few tens of MiB).
 pub const MAX_MODULE_SIZE: u64 = 256 << 20;
@@ -102,7 +105,7 @@ pub enum ModuleError {
         /// The module file.
         path: PathBuf,
         /// The decoder error.
-        source: SetupError,
+        source: DecodeError,
     },
     /// A file could not be read.
     #[error("cannot read `{path}`")]
@@ -138,13 +141,13 @@ pub enum ModuleError {
     },
     /// The kernel release could not be read from the bzImage.
     #[error("cannot read the kernel release from the bzImage")]
-    Release(#[from] SetupError),
+    Release(#[from] SetupHeaderError),
 }
 
 /// The kernel release (`uname -r`) from a bzImage's setup header (`kernel_version` at 0x20e), e.g.
 /// `6.1.0-56-amd64`.
 pub fn kernel_release(bzimage: &[u8]) -> Result<String, ModuleError> {
-    Ok(setup::kernel_release(bzimage)?)
+    Ok(bzimage::kernel_release(bzimage)?)
 }
 
 /// What to collect.
@@ -373,7 +376,7 @@ fn load(tree: &Tree, name: &str, rel_path: &str) -> Result<Loaded, ModuleError> 
     let raw = read(&path)?;
     let compressed = module_file_name(rel_path).is_some_and(|(_, c)| c);
     let elf = if compressed {
-        setup::decompress(&raw, "kernel module", MAX_MODULE_SIZE)
+        decompress(&raw, "kernel module", MAX_MODULE_SIZE)
             .map_err(|source| ModuleError::Decompress { path: path.clone(), source })?
     } else {
         raw.clone()

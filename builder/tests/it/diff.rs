@@ -768,10 +768,7 @@ fn synthetic_kernel(release: &str, config: &str) -> Vec<u8> {
     let mut vmlinux = b"\x7fELF vmlinux text IKCFG_ST".to_vec();
     vmlinux.extend(gzip(config.as_bytes(), 9, 0));
     vmlinux.extend_from_slice(b"IKCFG_ED more text");
-    cvmforge::format::kconfig::setup::testing::bzimage(
-        &format!("{release} (builder@host) #1 SMP"),
-        &gzip(&vmlinux, 9, 0),
-    )
+    cvmforge::format::bzimage::testing::bzimage(&format!("{release} (builder@host) #1 SMP"), &gzip(&vmlinux, 9, 0))
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn kernel(config: &str) -> Vec<u8> {
     let mut vmlinux = b"kernel text IKCFG_ST".to_vec();
     vmlinux.extend_from_slice(&gz(config.as_bytes()));
     vmlinux.extend_from_slice(b"IKCFG_ED more kernel");
-    cvmforge::format::kconfig::setup::testing::bzimage(RELEASE, &gz(&vmlinux))
+    cvmforge::format::bzimage::testing::bzimage(RELEASE, &gz(&vmlinux))
 }
 
 fn sev_guest_ko() -> Vec<u8> {

@@ -7,8 +7,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use cvmforge::format::bzimage::testing::bzimage;
 use cvmforge::format::elf::testing::{executable, kernel_module};
-use cvmforge::format::kconfig::setup::testing::bzimage;
 use cvmforge::recipe::seal_spec::{ModulesSpec, SealingSpec, Waiver};
 use cvmforge::seal::check::{
     check, Content, ModuleTree, SealEntry, SealEntryKind, SealError, SealInputs, SealOutcome, MODULE_MODE,

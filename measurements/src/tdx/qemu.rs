@@ -9,7 +9,10 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-use crate::reader::{ReadError, Reader};
+use crate::bzimage::{
+    SetupHeader, SetupHeaderError, CAN_USE_HEAP, CMD_LINE_PTR, HEAP_END_PTR, LOADFLAGS, PROTOCOL_2_03, PROTOCOL_2_12,
+    RAMDISK_IMAGE, RAMDISK_SIZE, TYPE_OF_LOADER, VID_MODE, XLF_CAN_BE_LOADED_ABOVE_4G,
+};
 
 /// The first QEMU version that no longer patches the header for confidential guests.
 pub const FIRST_UNPATCHED: QemuVersion = QemuVersion { major: 10, minor: 2, micro: 0 };
@@ -23,10 +26,6 @@ pub const Q35_LOWMEM_SPLIT: u64 = 0x8000_0000;
 const REAL_ADDR: u32 = 0x10000;
 /// `cmdline_addr` for protocol ≥ 2.02.
 const CMDLINE_ADDR: u32 = 0x20000;
-/// The setup header's `HdrS` magic at 0x202.
-const HDRS: [u8; 4] = *b"HdrS";
-/// QEMU patches only within the first 8 KiB (its `header` buffer).
-const HEADER_BUF: usize = 8192;
 
 /// A QEMU version such as `10.1` or `9.2.0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,12 +68,9 @@ impl FromStr for QemuVersion {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum QemuError {
-    /// No `HdrS` magic: not a bzImage with a Linux boot-protocol header.
-    #[error("kernel has no Linux setup header (`HdrS` at offset 0x202, found {found:02x?})")]
-    NoSetupHeader {
-        /// Bytes found.
-        found: [u8; 4],
-    },
+    /// The setup header cannot be read (no `HdrS` magic, or a field past the end).
+    #[error(transparent)]
+    SetupHeader(#[from] SetupHeaderError),
     /// Boot protocol older than 2.02, which QEMU loads differently and no EFI-stub kernel uses.
     #[error("kernel boot protocol {version:#x} is older than 2.02; QEMU's low-kernel loading is not modelled")]
     OldProtocol {
@@ -95,9 +91,6 @@ pub enum QemuError {
         /// RAM size.
         memory: u64,
     },
-    /// A low-level read failed.
-    #[error(transparent)]
-    Read(#[from] ReadError),
 }
 
 /// Size of RAM below 4 GiB on q35 (the machine type TDX requires).
@@ -121,12 +114,12 @@ pub struct HeaderPatch {
 }
 
 /// The initrd's highest address (`initrd_max`), as `x86_load_linux` computes it.
-fn initrd_max(header: &[u8], protocol: u16, memory: u64) -> Result<u64, QemuError> {
-    let xloadflags = Reader::at(header, "xloadflags", 0x236)?.u16_le("xloadflags")?;
-    let mut max = if protocol >= 0x20c && xloadflags & 0x2 != 0 {
+fn initrd_max(header: &SetupHeader<'_>, memory: u64) -> Result<u64, QemuError> {
+    let protocol = header.version();
+    let mut max = if protocol >= PROTOCOL_2_12 && header.xloadflags()? & XLF_CAN_BE_LOADED_ABOVE_4G != 0 {
         u64::from(u32::MAX)
-    } else if protocol >= 0x203 {
-        u64::from(Reader::at(header, "initrd_addr_max", 0x22c)?.u32_le("initrd_addr_max")?)
+    } else if protocol >= PROTOCOL_2_03 {
+        u64::from(header.initrd_addr_max()?)
     } else {
         0x37ff_ffff
     };
@@ -169,32 +162,27 @@ pub fn patch_kernel(
     initrd_size: Option<u64>,
     cmdline: &[u8],
 ) -> Result<Vec<u8>, QemuError> {
-    let found = Reader::at(kernel, "setup header magic", 0x202)?.array::<4>("setup header magic")?;
-    if found != HDRS {
-        return Err(QemuError::NoSetupHeader { found });
+    let header = SetupHeader::parse(kernel)?;
+    if header.version() < 0x202 {
+        return Err(QemuError::OldProtocol { version: header.version() });
     }
-    let protocol = Reader::at(kernel, "boot protocol version", 0x206)?.u16_le("boot protocol version")?;
-    if protocol < 0x202 {
-        return Err(QemuError::OldProtocol { version: protocol });
-    }
-    let header = &kernel[..kernel.len().min(HEADER_BUF)];
-    let max = initrd_max(header, protocol, memory)?;
+    let max = initrd_max(&header, memory)?;
     let mut out = kernel.to_vec();
-    let mut put = |at: usize, bytes: &[u8]| {
-        if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+    let mut put = |at: u64, bytes: &[u8]| {
+        let at = usize::try_from(at).unwrap_or(usize::MAX);
+        if let Some(dst) = at.checked_add(bytes.len()).and_then(|end| out.get_mut(at..end)) {
             dst.copy_from_slice(bytes);
         }
     };
-    put(0x228, &CMDLINE_ADDR.to_le_bytes());
+    put(CMD_LINE_PTR, &CMDLINE_ADDR.to_le_bytes());
     if let Some(mode) = vga_mode(cmdline) {
-        put(0x1fa, &mode.to_le_bytes());
+        put(VID_MODE, &mode.to_le_bytes());
     }
-    put(0x210, &[0xb0]);
-    let loadflags = kernel.get(0x211).copied().unwrap_or(0) | 0x80;
-    put(0x211, &[loadflags]);
+    put(TYPE_OF_LOADER, &[0xb0]);
+    put(LOADFLAGS, &[header.loadflags()? | CAN_USE_HEAP]);
     // heap_end_ptr = cmdline_addr - real_addr - 0x200 = 0xfe00.
     let heap_end = u16::try_from(CMDLINE_ADDR - REAL_ADDR - 0x200).unwrap_or(0xfe00);
-    put(0x224, &heap_end.to_le_bytes());
+    put(HEAP_END_PTR, &heap_end.to_le_bytes());
     if let Some(size) = initrd_size {
         if size >= max {
             return Err(QemuError::InitrdTooLarge { size, max });
@@ -202,8 +190,8 @@ pub fn patch_kernel(
         let addr = (max - size) & !4095;
         let addr32 = u32::try_from(addr).map_err(|_| QemuError::InitrdTooLarge { size, max })?;
         let size32 = u32::try_from(size).map_err(|_| QemuError::InitrdTooLarge { size, max })?;
-        put(0x218, &addr32.to_le_bytes());
-        put(0x21c, &size32.to_le_bytes());
+        put(RAMDISK_IMAGE, &addr32.to_le_bytes());
+        put(RAMDISK_SIZE, &size32.to_le_bytes());
     }
     Ok(out)
 }
@@ -282,8 +270,14 @@ mod tests {
 
     #[test]
     fn rejects_kernel_without_setup_header_or_huge_initrd() {
-        assert!(matches!(patch_kernel(&[0u8; 0x300], GIB, None, b""), Err(QemuError::NoSetupHeader { .. })));
-        assert!(matches!(patch_kernel(&[0u8; 0x10], GIB, None, b""), Err(QemuError::Read(_))));
+        assert!(matches!(
+            patch_kernel(&[0u8; 0x300], GIB, None, b""),
+            Err(QemuError::SetupHeader(SetupHeaderError::NoMagic { .. }))
+        ));
+        assert!(matches!(
+            patch_kernel(&[0u8; 0x10], GIB, None, b""),
+            Err(QemuError::SetupHeader(SetupHeaderError::Read(_)))
+        ));
         assert!(matches!(patch_kernel(&header(true), GIB, Some(GIB), b""), Err(QemuError::InitrdTooLarge { .. })));
     }
 }

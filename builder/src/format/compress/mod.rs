@@ -18,6 +18,7 @@
 //! assert_eq!(one.finish().unwrap(), four.finish().unwrap());
 //! ```
 
+pub mod decode;
 pub mod gzip;
 pub mod read;
 

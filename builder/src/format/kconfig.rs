@@ -25,9 +25,8 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
-pub mod setup;
-
-pub use setup::SetupError;
+use crate::format::bzimage::{decompressed_kernel, PayloadError};
+use crate::format::compress::decode::{read_bounded, DecodeError};
 
 /// Marker before the gzip-compressed configuration (`kernel/configs.c`).
 const IKCFG_START: &[u8] = b"IKCFG_ST";
@@ -73,9 +72,12 @@ pub enum KconfigError {
         /// Offset of the start marker.
         offset: usize,
     },
-    /// The bzImage could not be read or decompressed.
+    /// The bzImage's kernel could not be read or decompressed.
     #[error(transparent)]
-    Setup(#[from] SetupError),
+    Kernel(#[from] PayloadError),
+    /// The embedded configuration does not decompress.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
 }
 
 /// The value of one option.
@@ -137,14 +139,13 @@ impl KernelConfig {
 
     /// Like [`KernelConfig::from_bzimage`], also returning the extracted `.config` text (for its digest).
     pub fn from_bzimage_with_text(bzimage: &[u8]) -> Result<(KernelConfig, Vec<u8>), KconfigError> {
-        let payload = setup::payload(bzimage)?;
-        let vmlinux = setup::decompress(payload, "kernel payload", setup::MAX_KERNEL_SIZE)?;
+        let vmlinux = decompressed_kernel(bzimage)?;
         let start = memchr::memmem::find(&vmlinux, IKCFG_START).ok_or(KconfigError::NoIkconfig)?;
         let blob_start = start + IKCFG_START.len();
         let tail = vmlinux.get(blob_start..).unwrap_or_default();
         let len = memchr::memmem::find(tail, IKCFG_END).ok_or(KconfigError::UnterminatedIkconfig { offset: start })?;
         let blob = tail.get(..len).unwrap_or_default();
-        let text = setup::read_bounded(flate2::read::GzDecoder::new(blob), "IKCONFIG", "gzip", MAX_CONFIG_SIZE)?;
+        let text = read_bounded(flate2::read::GzDecoder::new(blob), "IKCONFIG", "gzip", MAX_CONFIG_SIZE)?;
         Ok((Self::parse_bytes(&text)?, text))
     }
 
@@ -240,8 +241,11 @@ fn unquote(quoted: &str) -> Option<String> {
 mod tests {
     use std::io::Write;
 
-    use super::setup::testing::bzimage;
+    use cvmforge_measure::bzimage::SetupHeaderError;
+
     use super::*;
+    use crate::format::bzimage::kernel_release;
+    use crate::format::bzimage::testing::bzimage;
 
     const SAMPLE: &str = "#\n# Automatically generated file; DO NOT EDIT.\n#\nCONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14) \\\"12\\\"\"\nCONFIG_AMD_MEM_ENCRYPT=y\nCONFIG_SEV_GUEST=m\n# CONFIG_KEXEC is not set\nCONFIG_NR_CPUS=512\nCONFIG_PHYSICAL_START=0x1000000\nCONFIG_X=n\n\n";
 
@@ -321,29 +325,28 @@ mod tests {
         bad.truncate(12);
         let err = KernelConfig::from_bzimage(&bzimage("6.1.0", &bad)).unwrap_err();
         assert!(err.to_string().contains("cannot decompress the gzip kernel payload"), "{err}");
-        assert!(matches!(KernelConfig::from_bzimage(b"MZ"), Err(KconfigError::Setup(SetupError::Read(_)))));
+        assert!(matches!(
+            KernelConfig::from_bzimage(b"MZ"),
+            Err(KconfigError::Kernel(PayloadError::Header(SetupHeaderError::Read(_))))
+        ));
         let not = vec![0u8; 0x300];
-        assert!(matches!(KernelConfig::from_bzimage(&not), Err(KconfigError::Setup(SetupError::NotBzImage { .. }))));
+        assert!(matches!(
+            KernelConfig::from_bzimage(&not),
+            Err(KconfigError::Kernel(PayloadError::Header(SetupHeaderError::NoMagic { .. })))
+        ));
     }
 
     #[test]
     fn reads_kernel_release_from_setup_header() {
         let image = bzimage("6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP", b"");
-        assert_eq!(setup::kernel_release(&image).unwrap(), "6.1.0-56-amd64");
+        assert_eq!(kernel_release(&image).unwrap(), "6.1.0-56-amd64");
         let mut no_pointer = image.clone();
         no_pointer[0x20e..0x210].copy_from_slice(&[0, 0]);
-        assert!(matches!(setup::kernel_release(&no_pointer), Err(SetupError::BadVersionString { .. })));
+        assert!(matches!(kernel_release(&no_pointer), Err(SetupHeaderError::BadVersionString { .. })));
         for len in 0..image.len() {
-            let _ = setup::kernel_release(&image[..len]);
+            let _ = kernel_release(&image[..len]);
             let _ = KernelConfig::from_bzimage(&image[..len]);
         }
-    }
-
-    #[test]
-    fn rejects_decompression_bombs() {
-        let big = gzip(&vec![0u8; 1 << 20]);
-        let err = setup::decompress(&big, "kernel", 1000).unwrap_err();
-        assert!(matches!(err, SetupError::TooLarge { limit: 1000, .. }), "{err}");
     }
 
     #[test]
