@@ -9,6 +9,7 @@
 //!
 //! - [`sys`]: operating-system glue (safe file opening, memory maps, thread scheduling).
 //! - [`display`]: escaping untrusted text before it is shown.
+//! - [`units`]: sizes (`512M`) and durations (`2m`) as people write them: the one parser of each.
 //! - [`mod@format`]: file formats, each with its reader and writer (cpio, tar, compression, ELF, kconfig, bzImage).
 //! - [`recipe`]: the recipe schema, its validation, the initrd layout and the lock file.
 //! - [`seal`]: the sealing stage (policy, checks, signatures, command line, kernel modules).
@@ -31,4 +32,5 @@ pub mod qemu;
 pub mod recipe;
 pub mod seal;
 pub mod sys;
+pub mod units;
 pub mod verify;

@@ -10,8 +10,6 @@
 //! - [`fv`]: detecting the LoadOptions layout from the firmware's compressed volume;
 //! - [`rtmr`]: event lists, replay and the TCG-style event log.
 
-use std::fmt;
-
 pub mod fuzzing;
 pub mod fv;
 pub mod guest;
@@ -23,35 +21,7 @@ pub mod rtmr;
 pub mod secure_boot;
 pub mod tdvf;
 
-/// Bytes in a SHA-384 digest (and in an MRTD or RTMR).
-pub const SHA384_LEN: usize = 48;
-
-/// A SHA-384 digest; displays as lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Sha384Digest(pub [u8; SHA384_LEN]);
-
-impl Sha384Digest {
-    /// The all-zero value every RTMR starts from.
-    pub const ZERO: Sha384Digest = Sha384Digest([0; SHA384_LEN]);
-
-    /// SHA-384 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        use sha2::Digest;
-        Sha384Digest(sha2::Sha384::digest(bytes).into())
-    }
-}
-
-impl fmt::Display for Sha384Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Sha384Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha384Digest({self})")
-    }
-}
+pub use crate::digest::{Sha384, SHA384_LEN};
 
 #[cfg(test)]
 pub(crate) mod test_fixtures {

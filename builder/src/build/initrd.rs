@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::hashing::{HashWriter, ProgressReader};
+use super::hashing::ProgressReader;
 use super::inputs::{open, Input};
 use super::{BuildError, Progress, Step};
 use crate::format::compress::{self, Compression};
@@ -15,6 +15,7 @@ use crate::format::cpio::CpioWriter;
 use crate::manifest::{EntryRecord, EntryType};
 use crate::recipe::dest::{FileSource, Kind, Layout};
 use crate::recipe::Recipe;
+use crate::sys::io::HashingWriter;
 
 /// What writing the initrd produced.
 pub(crate) struct InitrdOutcome {
@@ -45,7 +46,7 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
     let out_err = |source| BuildError::Output { path: path.to_path_buf(), source };
     let file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(out_err)?);
     let encoder = compress::encoder(&job.compression, job.jobs, file).map_err(out_err)?;
-    let mut cpio = CpioWriter::new(HashWriter::new(encoder), job.recipe.source_date_epoch);
+    let mut cpio = CpioWriter::new(HashingWriter::new(encoder), job.recipe.source_date_epoch);
     let total = job.files.iter().map(|i| i.size).sum::<u64>() + job.init.size;
     progress.begin(Step::Initrd, total);
     let module_dests: Vec<String> = job.modules.iter().map(|m| m.dest.clone()).collect();

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::hashing::{hash_reader, ProgressReader};
+use super::hashing::ProgressReader;
 use super::{BuildError, Progress, Step};
 use crate::manifest::InputRecord;
 use crate::recipe::lock::LockedInput;
 use crate::recipe::LoadedRecipe;
+use crate::sys::io::sha256_of;
 
 /// One input file, resolved and hashed.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ pub(crate) fn resolve_all(
     for input in &mut inputs {
         let mut file = open(input)?;
         let mut reader = ProgressReader { inner: &mut file, progress };
-        let (digest, size) = hash_reader(&mut reader).map_err(|source| input_io(input, source))?;
+        let (digest, size) = sha256_of(&mut reader).map_err(|source| input_io(input, source))?;
         input.sha256 = digest;
         input.size = size;
     }

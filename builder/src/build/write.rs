@@ -12,6 +12,7 @@ use super::{
 use crate::format::compress;
 use crate::format::tar::TarWriter;
 use crate::manifest::{InitrdRecord, KernelRecord, Manifest, Measurements, OutputRecord, MANIFEST_SCHEMA};
+use crate::sys::io::{sha256_of, HashingWriter};
 
 /// The outcome of [`write_outputs`].
 pub(super) struct Written {
@@ -137,7 +138,7 @@ pub(super) fn copy_inputs(
 /// Copies an input, checking that its digest is still the one hashed earlier.
 pub(super) fn copy_input(input: &inputs::Input, to: &Path, progress: &dyn Progress) -> Result<(), BuildError> {
     let out_err = |source| BuildError::Output { path: to.to_path_buf(), source };
-    let mut writer = hashing::HashWriter::new(File::create(to).map_err(out_err)?);
+    let mut writer = HashingWriter::new(File::create(to).map_err(out_err)?);
     let mut reader = hashing::ProgressReader { inner: inputs::open(input)?, progress };
     copy_blaming(&mut reader, &mut writer).map_err(|failure| match failure {
         CopyFailure::Read(source) => inputs::input_io(input, source),
@@ -182,8 +183,7 @@ pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
 pub(super) fn output_record(dir: &Path, name: &str) -> Result<OutputRecord, BuildError> {
     let path = dir.join(name);
     let mut file = File::open(&path).map_err(|source| BuildError::Output { path: path.clone(), source })?;
-    let (digest, size) =
-        hashing::hash_reader(&mut file).map_err(|source| BuildError::Output { path: path.clone(), source })?;
+    let (digest, size) = sha256_of(&mut file).map_err(|source| BuildError::Output { path: path.clone(), source })?;
     Ok(OutputRecord { name: name.to_string(), sha256: hex::encode(digest), size })
 }
 

@@ -141,7 +141,7 @@ fn inspect_bundle(path: &Path, file: std::io::BufReader<std::fs::File>) -> anyho
     // The same limits as `verify`: a bundle has at most a few members, each kept whole.
     let limits = publication_limits(&Limits::default());
     let len = file.get_ref().metadata().map(|m| m.len()).ok();
-    let mut hashed = cvmforge::format::io::HashCount::new(file);
+    let mut hashed = cvmforge::sys::io::HashingReader::new(file);
     let bundle = read_bundle(&mut hashed, len, &limits)
         .with_context(|| format!("cannot read bundle `{}`", u(&path.to_string_lossy())))?;
     let (bundle_sha256, bundle_size) =

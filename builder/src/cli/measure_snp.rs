@@ -318,8 +318,7 @@ fn parse_ovmf_hash(s: &str) -> anyhow::Result<Sha384> {
         hint: "use the output of `cvmforge measure snp --mode snp:ovmf-hash --ovmf <file>`".into(),
     };
     let bytes = hex::decode(&compact).map_err(|_| hint())?;
-    let arr: [u8; 48] = bytes.try_into().map_err(|_| hint())?;
-    Ok(Sha384(arr))
+    Ok(Sha384::from_slice(&bytes).map_err(|_| hint())?)
 }
 
 /// Runs the subcommand.

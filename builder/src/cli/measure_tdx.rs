@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use cvmforge::units::parse_size;
 use cvmforge_measure::tdx::guest::{measure, InitrdDigest, KernelPatching, TdxInputs, TdxMeasurement};
 use cvmforge_measure::tdx::load_options::CmdlineLayout;
 use cvmforge_measure::tdx::mrtd::PageOrder;
@@ -15,7 +16,7 @@ use cvmforge_measure::tdx::qemu::QemuVersion;
 use cvmforge_measure::tdx::rtmr::{
     sha384_reader, Replay, EV_EFI_ACTION, EV_EFI_BOOT_SERVICES_APPLICATION, EV_EVENT_TAG, EV_SEPARATOR,
 };
-use cvmforge_measure::tdx::Sha384Digest;
+use cvmforge_measure::tdx::Sha384;
 use serde::Serialize;
 
 use super::{Hinted, Ui, UsageError};
@@ -72,26 +73,6 @@ pub(crate) struct Args {
     /// Write the events as a JSON event log (for replay against the TD's CCEL).
     #[arg(long, value_name = "FILE")]
     pub(crate) event_log: Option<PathBuf>,
-}
-
-/// Parses `4294967296`, `4G`, `512M`, `64K`, `1T` (binary units).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size `{s}` (expected bytes or a number with K, M, G or T, e.g. `4G`)");
-    let (digits, shift) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(bad()),
-            };
-            (&s[..i], shift)
-        }
-        _ => (s, 0),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(1u64 << shift).ok_or_else(bad)
 }
 
 fn parse_page_order(s: &str) -> Result<PageOrder, String> {
@@ -252,7 +233,7 @@ fn acpi_digests(dir: &Path) -> anyhow::Result<BTreeMap<&'static str, String>> {
             ))
             .into());
         }
-        out.insert(blob, Sha384Digest::of(&read(&path, "ACPI blob")?).to_string());
+        out.insert(blob, Sha384::of(&read(&path, "ACPI blob")?).to_string());
     }
     Ok(out)
 }
@@ -353,20 +334,4 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         render_text(&out, &m, args.qemu_version.is_none());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_size("4G"), Ok(4294967296));
-        assert_eq!(parse_size("4294967296"), Ok(4294967296));
-        assert_eq!(parse_size("512m"), Ok(512 << 20));
-        assert_eq!(parse_size("1T"), Ok(1 << 40));
-        for bad in ["", "G", "4X", "-1", "99999999999T"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-    }
 }

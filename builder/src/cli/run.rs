@@ -30,10 +30,11 @@ use super::{Hinted, Ui, UsageError};
 use cvmforge::display::untrusted;
 use cvmforge::format::{publication_limits, read_bundle, EntryType, Limits};
 use cvmforge::qemu::{
-    is_kernel_panic, parse_duration, parse_size, shell_line, smoke_boot_args, Accel, PortForward, SmokeBoot,
-    CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE, QEMU_BINARY,
+    is_kernel_panic, shell_line, smoke_boot_args, Accel, PortForward, SmokeBoot, CMDLINE_FILE, INITRD_FILE,
+    KERNEL_FILE, MANIFEST_FILE, QEMU_BINARY,
 };
 use cvmforge::sys::regular_file::read_capped;
+use cvmforge::units::{parse_duration, parse_size};
 
 /// Version of the `--json` documents below; bumped on any incompatible change.
 const SCHEMA_VERSION: u32 = 1;

@@ -154,7 +154,7 @@ impl Input {
 fn stream_digest(path: &Path) -> Result<Streamed, DiffError> {
     let io = |source| DiffError::Io { path: path.to_path_buf(), source };
     let file = crate::sys::regular_file::open_regular(path).map_err(io)?;
-    let hashing = crate::format::io::HashCount::new(std::io::BufReader::with_capacity(1 << 20, file));
+    let hashing = crate::sys::io::HashingReader::new(std::io::BufReader::with_capacity(1 << 20, file));
     let (sha256, size) = hashing.finish().map_err(io)?;
     Ok(Streamed { sha256, size })
 }

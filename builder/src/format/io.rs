@@ -1,38 +1,7 @@
-//! Reader adapters: digest-and-count, and a hard cap on the number of bytes.
+//! A reader adapter with a hard cap on the number of bytes (the decompression-bomb guard of the archive readers).
+//! Hashing readers are `crate::sys::io`'s.
 
 use std::io::{self, Read};
-
-use sha2::{Digest, Sha256};
-
-/// Hashes and counts every byte read through it.
-pub struct HashCount<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> HashCount<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R) -> Self {
-        HashCount { inner, hasher: Sha256::new(), count: 0 }
-    }
-
-    /// Reads the rest of the stream (so that the digest covers all of it) and returns (sha256, byte count).
-    pub fn finish(mut self) -> io::Result<([u8; 32], u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((self.hasher.finalize().into(), self.count))
-    }
-}
-
-impl<R: Read> Read for HashCount<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let read = buf.get(..n).unwrap_or_default();
-        self.hasher.update(read);
-        self.count = self.count.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-        Ok(n)
-    }
-}
 
 /// The error a [`Capped`] reader returns (inside an `io::Error`) once more than `max` bytes come through.
 #[derive(Debug, thiserror::Error)]

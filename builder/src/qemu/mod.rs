@@ -16,8 +16,6 @@
 //!   `-bios`). QEMU's `tdx-guest` sets the SEPT_VE_DISABLE attribute by default, which Linux guests require. RAM size
 //!   matters for RTMR1 on QEMU ≤ 10.1 (`docs/specs/tdx-measurement.md`), so `-m` must be the measured size.
 
-pub mod units;
-
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,7 +24,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use units::{parse_duration, parse_size, qemu_size, DurationError, SizeError};
+use crate::units::qemu_size;
 
 /// The QEMU binary for x86-64 guests.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::format::elf::ELF_MAGIC;
 use crate::seal::policy::Category;
+use crate::sys::io::read_full;
 
 /// A forbidden program: its policy item name, file names it is installed under, and byte strings found in its
 /// binary.
@@ -138,7 +139,7 @@ pub fn scan_content(mut reader: impl Read, table: &[Signature]) -> io::Result<Co
     let mut matches = BTreeSet::new();
     let mut first = true;
     loop {
-        let n = fill(&mut reader, &mut chunk)?;
+        let n = read_full(&mut reader, &mut chunk)?;
         let data = chunk.get(..n).unwrap_or_default();
         if first {
             let kind = match data {
@@ -163,20 +164,6 @@ pub fn scan_content(mut reader: impl Read, table: &[Signature]) -> io::Result<Co
         let keep = window.len().saturating_sub(overlap);
         window.drain(..keep);
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the number of bytes read.
-fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-        match reader.read(rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// The signature whose file names include the basename of `path`, if any.

@@ -2,18 +2,13 @@
 //! among the files of the `--inputs` directories, and checked against the manifest's digests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use super::staging::input_paths;
 use super::{InputCheck, Status, VerifyError};
 use crate::manifest::InputRecord;
 use crate::recipe::Recipe;
-
-/// Read buffer for hashing files.
-pub(super) const HASH_BLOCK: usize = 128 * 1024;
+use crate::sys::io::sha256_file;
 
 /// Checks every input; returns the checks and, for the inputs found, where to read them (by role).
 pub(super) fn check_inputs(
@@ -114,20 +109,5 @@ pub(super) fn index_inputs(
 
 /// SHA-256 and size of a file.
 pub(super) fn hash_file(path: &Path) -> Result<([u8; 32], u64), VerifyError> {
-    let io = |source| VerifyError::Io { path: path.to_path_buf(), source };
-    let mut file = fs_err::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; HASH_BLOCK];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(e)),
-        };
-        hasher.update(buf.get(..n).unwrap_or_default());
-        size = size.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-    }
-    Ok((hasher.finalize().into(), size))
+    sha256_file(path).map_err(|source| VerifyError::Io { path: path.to_path_buf(), source })
 }

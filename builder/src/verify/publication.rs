@@ -5,13 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::inputs::hash_file;
 use super::VerifyError;
 use crate::build::MANIFEST_FILE;
 use crate::format::{publication_limits, read_bundle, sniff, Container, Limits};
 use crate::manifest::{Manifest, ManifestError, OutputRecord};
+use crate::sys::io::{read_full, HashingReader};
 
 /// The publication under verification.
 pub(super) struct Published {
@@ -31,18 +30,17 @@ pub(super) fn load_published(target: &Path, limits: &Limits) -> Result<Published
     let mut file = fs_err::File::open(target).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     let mut head = [0u8; 512];
-    let got = read_up_to(&mut file, &mut head).map_err(io)?;
+    let got = read_full(&mut file, &mut head).map_err(io)?;
     if sniff(head.get(..got).unwrap_or_default()) != Container::Tar {
         return load_manifest_file(target, &mut file, len, &head[..got]);
     }
     let bundle_limits = publication_limits(limits);
     // The bundle's own digest is computed in the same pass that reads its members.
     let head = std::io::Cursor::new(head.get(..got).unwrap_or_default().to_vec());
-    let mut stream = HashingReader { inner: head.chain(std::io::BufReader::new(file)), hasher: Sha256::new(), len: 0 };
+    let mut stream = HashingReader::new(head.chain(std::io::BufReader::new(file)));
     let bundle = read_bundle(&mut stream, Some(len), &bundle_limits)
         .map_err(|source| VerifyError::Bundle { path: target.to_path_buf(), source })?;
-    std::io::copy(&mut stream, &mut std::io::sink()).map_err(io)?;
-    let digest: [u8; 32] = stream.hasher.finalize().into();
+    let (digest, bundle_len) = stream.finish().map_err(io)?;
     let bytes = bundle.member(MANIFEST_FILE).ok_or_else(|| VerifyError::NoManifest { path: target.to_path_buf() })?;
     let manifest = parse_manifest(target, bytes)?;
     check_bundle_members(target, &manifest, &bundle)?;
@@ -50,7 +48,7 @@ pub(super) fn load_published(target: &Path, limits: &Limits) -> Result<Published
     Ok(Published {
         manifest,
         manifest_bytes: bytes.to_vec(),
-        bundle: Some((name, hex::encode(digest), stream.len)),
+        bundle: Some((name, hex::encode(digest), bundle_len)),
         explain_from: target.to_path_buf(),
         manifest_only: false,
     })
@@ -155,34 +153,4 @@ pub(super) fn check_member(
         found_sha256: found,
         found_size: size,
     })
-}
-
-/// Hashes what passes through it.
-pub(super) struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let read = buf.get(..n).unwrap_or_default();
-        self.hasher.update(read);
-        self.len = self.len.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-        Ok(n)
-    }
-}
-
-pub(super) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match reader.read(buf.get_mut(got..).unwrap_or_default()) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }

@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("sys", &[]),
     ("display", &[]),
+    ("units", &[]),
     ("format", &["sys", "display"]),
-    ("recipe", &["format"]),
+    ("recipe", &["format", "units"]),
     ("seal", &["recipe", "format", "sys"]),
-    ("qemu", &[]),
+    ("qemu", &["units"]),
     ("manifest", &["qemu", "format", "sys"]),
-    ("build", &["sys", "display", "format", "recipe", "seal", "qemu", "manifest"]),
+    ("build", &["sys", "display", "units", "format", "recipe", "seal", "qemu", "manifest"]),
     ("diff", &["format", "display", "sys"]),
-    ("verify", &["build", "diff", "manifest", "recipe", "format"]),
+    ("verify", &["build", "diff", "manifest", "recipe", "format", "sys"]),
     ("fuzzing", &["diff", "format", "manifest", "seal", "recipe"]),
 ];
 

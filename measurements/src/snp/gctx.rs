@@ -9,48 +9,19 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sha2::{Digest, Sha384 as Sha384Hasher};
 use thiserror::Error;
 
+pub use crate::digest::Sha384;
+use crate::digest::SHA384_LEN;
+
 /// Bytes in a SHA-384 digest, the size of the launch digest.
-pub const LD_LEN: usize = 48;
+pub const LD_LEN: usize = SHA384_LEN;
 /// Bytes in a guest page.
 pub const PAGE_SIZE: usize = 4096;
 /// Length of the PAGE_INFO structure (SNP ABI spec Table 67); also stored inside it.
 const PAGE_INFO_LEN: u16 = 0x70;
 /// The GPA recorded for VMSA pages: `(u64)-1`, page-aligned, with bits above 51 cleared.
 pub const VMSA_GPA: u64 = 0xFFFF_FFFF_F000;
-
-/// A SHA-384 digest (the SNP launch digest, or a page's contents digest).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Sha384(pub [u8; LD_LEN]);
-
-impl Sha384 {
-    /// 48 zero bytes: the initial launch digest, and the contents digest of pages that are not measured.
-    pub const ZERO: Sha384 = Sha384([0; LD_LEN]);
-
-    /// SHA-384 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Sha384(Sha384Hasher::digest(bytes).into())
-    }
-
-    /// The raw digest bytes.
-    pub fn as_bytes(&self) -> &[u8; LD_LEN] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Sha384 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Sha384 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha384({self})")
-    }
-}
 
 /// The page types of `SNP_LAUNCH_UPDATE` (SNP ABI spec Table 67, PAGE_TYPE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

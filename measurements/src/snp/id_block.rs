@@ -43,6 +43,7 @@
 
 use std::fmt;
 
+use crate::digest::{DigestLengthError, Sha384};
 use p384::ecdsa::signature::{Signer, Verifier};
 use p384::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p384::pkcs8::der::asn1::ObjectIdentifier;
@@ -50,7 +51,6 @@ use p384::pkcs8::der::{self, pem, Decode};
 use p384::pkcs8::{DecodePrivateKey, PrivateKeyInfo};
 use p384::{EncodedPoint, SecretKey};
 use sec1::EcPrivateKey;
-use sha2::{Digest, Sha384};
 use thiserror::Error;
 
 use crate::reader::{ReadError, Reader};
@@ -253,16 +253,12 @@ pub enum IdAuthError {
     },
 }
 
-/// A 48-byte SEV-SNP launch digest (the MEASUREMENT an attestation report carries).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LaunchDigest(pub [u8; LAUNCH_DIGEST_LEN]);
+/// An SEV-SNP launch digest (SHA-384), as the ID block binds it.
+pub type LaunchDigest = Sha384;
 
-impl LaunchDigest {
-    /// Checks that `bytes` is exactly 48 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, IdBlockError> {
-        <[u8; LAUNCH_DIGEST_LEN]>::try_from(bytes)
-            .map(LaunchDigest)
-            .map_err(|_| IdBlockError::DigestLength { found: bytes.len() })
+impl From<DigestLengthError> for IdBlockError {
+    fn from(error: DigestLengthError) -> Self {
+        IdBlockError::DigestLength { found: error.found }
     }
 }
 
@@ -304,7 +300,7 @@ impl IdBlock {
     /// Parses the 96 bytes, checking VERSION. The policy is kept as found (check it with [`GuestPolicy::validate`]).
     pub fn parse(bytes: &[u8]) -> Result<Self, IdBlockError> {
         let mut r = Reader::new(bytes);
-        let launch_digest = LaunchDigest(r.array("LD")?);
+        let launch_digest = Sha384(r.array("LD")?);
         let family_id = r.array("FAMILY_ID")?;
         let image_id = r.array("IMAGE_ID")?;
         let version = r.u32_le("VERSION")?;
@@ -458,8 +454,8 @@ impl SnpPublicKey {
 
     /// SHA-384 over the whole 1028-byte structure: the ID_KEY_DIGEST / AUTHOR_KEY_DIGEST of attestation reports
     /// (as the reference's `pub_to_digest` computes it).
-    pub fn digest(&self) -> [u8; 48] {
-        Sha384::digest(self.to_bytes()).into()
+    pub fn digest(&self) -> Sha384 {
+        Sha384::of(&self.to_bytes())
     }
 
     fn parse(r: &mut Reader<'_>, field: &'static str) -> Result<Self, IdAuthError> {
@@ -616,12 +612,12 @@ impl SignedIdBlock {
     }
 
     /// The ID_KEY_DIGEST attestation reports will carry.
-    pub fn id_key_digest(&self) -> [u8; 48] {
+    pub fn id_key_digest(&self) -> Sha384 {
         self.id_auth.id_key.digest()
     }
 
     /// The AUTHOR_KEY_DIGEST attestation reports will carry, when there is an author key.
-    pub fn author_key_digest(&self) -> Option<[u8; 48]> {
+    pub fn author_key_digest(&self) -> Option<Sha384> {
         self.id_auth.author.map(|a| a.author_key.digest())
     }
 }
@@ -703,7 +699,7 @@ mod tests {
     #[test]
     fn id_block_field_layout() {
         let block = IdBlock {
-            launch_digest: LaunchDigest([0x11; 48]),
+            launch_digest: Sha384([0x11; 48]),
             family_id: [0x22; 16],
             image_id: [0x33; 16],
             guest_svn: 0x0403_0201,
@@ -748,11 +744,11 @@ mod tests {
         let (id, author) = keys();
         let signed = sign_id_block(reference_inputs(), &id, Some(&author));
         let r = reference();
-        assert_eq!(signed.id_key_digest().to_vec(), r.id_key_hash);
-        assert_eq!(signed.author_key_digest().map(|d| d.to_vec()), Some(r.author_key));
+        assert_eq!(signed.id_key_digest().as_bytes().to_vec(), r.id_key_hash);
+        assert_eq!(signed.author_key_digest().map(|d| d.as_bytes().to_vec()), Some(r.author_key));
         // ID_KEY_DIGEST is SHA-384 over the whole 1028-byte public key structure.
         let structure = id.public_key().to_bytes();
-        assert_eq!(signed.id_key_digest().to_vec(), Sha384::digest(structure).to_vec());
+        assert_eq!(signed.id_key_digest(), Sha384::of(&structure));
     }
 
     #[test]
@@ -824,7 +820,7 @@ mod tests {
     #[test]
     fn rejects_digest_of_wrong_length() {
         for len in [0, 32, 47, 49, 64] {
-            let err = LaunchDigest::from_slice(&vec![0; len]).unwrap_err();
+            let err = IdBlockError::from(LaunchDigest::from_slice(&vec![0; len]).unwrap_err());
             assert_eq!(err, IdBlockError::DigestLength { found: len });
             assert!(err.to_string().contains(&format!("is {len} bytes")), "{err}");
         }

@@ -13,7 +13,7 @@ use super::qemu::{patch_kernel, QemuError, QemuVersion};
 use super::rtmr::{replay, rtmr1_events, rtmr2_events, Replay};
 use super::secure_boot::{secure_boot_keys, SecureBootKeys};
 use super::tdvf::{Descriptor, TdvfError};
-use super::Sha384Digest;
+use super::Sha384;
 use crate::reader::ReadError;
 
 /// How the VMM hands the kernel to the firmware.
@@ -48,7 +48,7 @@ impl KernelPatching {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitrdDigest {
     /// SHA-384 of the file.
-    pub digest: Sha384Digest,
+    pub digest: Sha384,
     /// Its size in bytes (QEMU ≤ 10.1 writes it into the kernel header).
     pub size: u64,
 }
@@ -98,7 +98,7 @@ impl std::fmt::Display for Warning {
 #[derive(Debug, Clone)]
 pub struct TdxMeasurement {
     /// MRTD.
-    pub mrtd: Sha384Digest,
+    pub mrtd: Sha384,
     /// The page order used for MRTD.
     pub page_order: PageOrder,
     /// RTMR0 is not modelled: it depends on the TD HOB, the CFV, the ACPI blobs and the firmware's event list
@@ -109,7 +109,7 @@ pub struct TdxMeasurement {
     /// RTMR2 (with a kernel).
     pub rtmr2: Option<Replay>,
     /// RTMR3: zero unless the guest extends it.
-    pub rtmr3: Sha384Digest,
+    pub rtmr3: Sha384,
     /// The LoadOptions layout used (with a kernel).
     pub layout: Option<LayoutDetection>,
     /// How the kernel was handed to the firmware.
@@ -163,7 +163,7 @@ pub fn measure(inputs: &TdxInputs<'_>) -> Result<TdxMeasurement, TdxError> {
             rtmr0: None,
             rtmr1: None,
             rtmr2: None,
-            rtmr3: Sha384Digest::ZERO,
+            rtmr3: Sha384::ZERO,
             layout: None,
             patching: inputs.patching,
             secure_boot,
@@ -187,7 +187,7 @@ pub fn measure(inputs: &TdxInputs<'_>) -> Result<TdxMeasurement, TdxError> {
 
 /// The Secure Boot keys of the firmware and, with a kernel, its Authenticode SHA-384 (as QEMU presents it) and
 /// whether it carries a signature.
-type KernelPart = (SecureBootKeys, Option<(Sha384Digest, bool)>);
+type KernelPart = (SecureBootKeys, Option<(Sha384, bool)>);
 
 fn measure_kernel(inputs: &TdxInputs<'_>, descriptor: &Descriptor) -> Result<KernelPart, TdxError> {
     let secure_boot = secure_boot_keys(inputs.firmware, descriptor)?;

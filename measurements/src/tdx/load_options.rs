@@ -76,10 +76,10 @@ pub fn load_options(cmdline: &[u8], has_initrd: bool, layout: CmdlineLayout) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tdx::Sha384Digest;
+    use crate::tdx::Sha384;
 
     fn digest(cmdline: &str, initrd: bool, layout: CmdlineLayout) -> String {
-        Sha384Digest::of(&load_options(cmdline.as_bytes(), initrd, layout)).to_string()
+        Sha384::of(&load_options(cmdline.as_bytes(), initrd, layout)).to_string()
     }
 
     #[test]

@@ -5,10 +5,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sha2::{Digest, Sha384};
+use sha2::{Digest, Sha384 as Sha384Hasher};
 
 use super::tdvf::{Descriptor, Section, PAGE_SIZE};
-use super::Sha384Digest;
+use super::Sha384;
 
 /// Bytes in each record header fed to the MRTD hash.
 pub const RECORD_LEN: usize = 128;
@@ -48,7 +48,7 @@ impl FromStr for PageOrder {
 }
 
 /// A running MRTD computation.
-struct Mrtd(Sha384);
+struct Mrtd(Sha384Hasher);
 
 impl Mrtd {
     fn record(&mut self, op: &[u8], gpa: u64) {
@@ -107,12 +107,12 @@ fn measure_section(m: &mut Mrtd, section: &Section, firmware: &[u8], order: Page
 }
 
 /// Computes MRTD for a parsed descriptor and the firmware file it came from.
-pub fn compute(descriptor: &Descriptor, firmware: &[u8], order: PageOrder) -> Sha384Digest {
-    let mut m = Mrtd(Sha384::new());
+pub fn compute(descriptor: &Descriptor, firmware: &[u8], order: PageOrder) -> Sha384 {
+    let mut m = Mrtd(Sha384Hasher::new());
     for section in &descriptor.sections {
         measure_section(&mut m, section, firmware, order);
     }
-    Sha384Digest(m.0.finalize().into())
+    Sha384(m.0.finalize().into())
 }
 
 #[cfg(test)]
@@ -161,7 +161,7 @@ mod tests {
             stream.extend_from_slice(&rec);
             stream.extend_from_slice(&fw[(i * 256) as usize..(i * 256 + 256) as usize]);
         }
-        let expect = hex::encode(Sha384::digest(&stream));
+        let expect = hex::encode(Sha384Hasher::digest(&stream));
         assert_eq!(compute(&d, &fw, PageOrder::SinglePass).to_string(), expect);
         assert_eq!(compute(&d, &fw, PageOrder::TwoPass).to_string(), expect);
     }

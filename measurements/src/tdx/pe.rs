@@ -5,10 +5,10 @@
 //! firmware follows: hash the headers without the checksum and the certificate-table directory entry, then the
 //! sections in `PointerToRawData` order, then any trailing data except the certificate table.
 
-use sha2::{Digest, Sha384};
+use sha2::{Digest, Sha384 as Sha384Hasher};
 use thiserror::Error;
 
-use super::Sha384Digest;
+use super::Sha384;
 use crate::reader::{ReadError, Reader};
 
 /// Offset of `e_lfanew` in the DOS header.
@@ -249,14 +249,14 @@ impl PeImage {
 }
 
 /// Authenticode SHA-384 of a whole PE image.
-pub fn authenticode_sha384(image: &[u8]) -> Result<Sha384Digest, PeError> {
+pub fn authenticode_sha384(image: &[u8]) -> Result<Sha384, PeError> {
     let pe = PeImage::parse(image)?;
-    let mut h = Sha384::new();
+    let mut h = Sha384Hasher::new();
     for (start, end) in pe.ranges(image.len())? {
         // Every range was checked against the file length in `parse` or `ranges`.
         h.update(image.get(start..end).unwrap_or(&[]));
     }
-    Ok(Sha384Digest(h.finalize().into()))
+    Ok(Sha384(h.finalize().into()))
 }
 
 #[cfg(test)]
@@ -302,12 +302,12 @@ pub(crate) mod tests {
         expect.extend_from_slice(&img[0x200..0x400]);
         expect.extend_from_slice(&img[0x400..0x500]);
         expect.extend_from_slice(&img[0x500..0x580]);
-        assert_eq!(authenticode_sha384(&img).unwrap(), Sha384Digest::of(&expect));
+        assert_eq!(authenticode_sha384(&img).unwrap(), Sha384::of(&expect));
         // The checksum and the certificate entry are not hashed.
         let mut other = img.clone();
         other[opt + 64] ^= 0xff;
         other[opt + 112 + 32] ^= 0xff;
-        assert_eq!(authenticode_sha384(&other).unwrap(), Sha384Digest::of(&expect));
+        assert_eq!(authenticode_sha384(&other).unwrap(), Sha384::of(&expect));
         assert!(!PeImage::parse(&img).unwrap().is_signed());
     }
 

@@ -6,10 +6,10 @@
 
 use std::io::Read;
 
-use sha2::{Digest, Sha384};
+use sha2::{Digest, Sha384 as Sha384Hasher};
 
 use super::load_options::{load_options, CmdlineLayout};
-use super::Sha384Digest;
+use super::Sha384;
 
 /// `EV_SEPARATOR` (TCG PC Client PFP, Table 9).
 pub const EV_SEPARATOR: u32 = 0x0000_0004;
@@ -43,7 +43,7 @@ pub struct Event {
     /// What was measured.
     pub description: String,
     /// The SHA-384 digest extended into the register.
-    pub digest: Sha384Digest,
+    pub digest: Sha384,
 }
 
 /// A register's events with the register value after each one.
@@ -52,22 +52,22 @@ pub struct Replay {
     /// The register index.
     pub rtmr: u8,
     /// Each event and the running value after extending it.
-    pub steps: Vec<(Event, Sha384Digest)>,
+    pub steps: Vec<(Event, Sha384)>,
     /// The final value.
-    pub value: Sha384Digest,
+    pub value: Sha384,
 }
 
 /// Extends `value` with `digest`: SHA-384(value ‖ digest).
-pub fn extend(value: Sha384Digest, digest: Sha384Digest) -> Sha384Digest {
-    let mut h = Sha384::new();
+pub fn extend(value: Sha384, digest: Sha384) -> Sha384 {
+    let mut h = Sha384Hasher::new();
     h.update(value.0);
     h.update(digest.0);
-    Sha384Digest(h.finalize().into())
+    Sha384(h.finalize().into())
 }
 
 /// Replays the events of register `rtmr` from zero.
 pub fn replay(rtmr: u8, events: &[Event]) -> Replay {
-    let mut value = Sha384Digest::ZERO;
+    let mut value = Sha384::ZERO;
     let mut steps = Vec::new();
     for e in events.iter().filter(|e| e.rtmr == rtmr) {
         value = extend(value, e.digest);
@@ -77,8 +77,8 @@ pub fn replay(rtmr: u8, events: &[Event]) -> Replay {
 }
 
 /// SHA-384 of a stream (for large initrds), with its length.
-pub fn sha384_reader(mut r: impl Read) -> std::io::Result<(Sha384Digest, u64)> {
-    let mut h = Sha384::new();
+pub fn sha384_reader(mut r: impl Read) -> std::io::Result<(Sha384, u64)> {
+    let mut h = Sha384Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
     loop {
@@ -89,19 +89,19 @@ pub fn sha384_reader(mut r: impl Read) -> std::io::Result<(Sha384Digest, u64)> {
         h.update(&buf[..n]);
         len += n as u64;
     }
-    Ok((Sha384Digest(h.finalize().into()), len))
+    Ok((Sha384(h.finalize().into()), len))
 }
 
 /// RTMR1 for direct kernel boot: the kernel image's Authenticode digest (of the bytes the firmware received), the
 /// boot-option action, the separator, and the two ExitBootServices actions (dstack-mr's list; TDVF measures the
 /// separator only into RTMR0 and RTMR1).
-pub fn rtmr1_events(kernel_authenticode: Sha384Digest) -> Vec<Event> {
+pub fn rtmr1_events(kernel_authenticode: Sha384) -> Vec<Event> {
     let action = |pcr, s: &str| Event {
         rtmr: 1,
         pcr,
         event_type: EV_EFI_ACTION,
         description: format!("EV_EFI_ACTION \"{s}\""),
-        digest: Sha384Digest::of(s.as_bytes()),
+        digest: Sha384::of(s.as_bytes()),
     };
     vec![
         Event {
@@ -117,7 +117,7 @@ pub fn rtmr1_events(kernel_authenticode: Sha384Digest) -> Vec<Event> {
             pcr: 4,
             event_type: EV_SEPARATOR,
             description: "EV_SEPARATOR (4 zero bytes)".to_string(),
-            digest: Sha384Digest::of(&SEPARATOR),
+            digest: Sha384::of(&SEPARATOR),
         },
         action(5, EXIT_BOOT_SERVICES[0]),
         action(5, EXIT_BOOT_SERVICES[1]),
@@ -127,7 +127,7 @@ pub fn rtmr1_events(kernel_authenticode: Sha384Digest) -> Vec<Event> {
 /// RTMR2 as the Linux EFI stub (≥ 6.9, or a backport of its CC-measurement support) extends it: the LoadOptions,
 /// then the initrd if one was loaded (the stub measures the initrd only when it loads one, so there is no initrd
 /// event without an initrd). QEMU always passes a command line (at least its NUL), so OVMF always sets LoadOptions.
-pub fn rtmr2_events(cmdline: &[u8], initrd_digest: Option<Sha384Digest>, layout: CmdlineLayout) -> Vec<Event> {
+pub fn rtmr2_events(cmdline: &[u8], initrd_digest: Option<Sha384>, layout: CmdlineLayout) -> Vec<Event> {
     let options = load_options(cmdline, initrd_digest.is_some(), layout);
     let mut events = vec![Event {
         rtmr: 2,
@@ -137,7 +137,7 @@ pub fn rtmr2_events(cmdline: &[u8], initrd_digest: Option<Sha384Digest>, layout:
             "EV_EVENT_TAG {LOAD_OPTIONS_TAG:#x} \"LOADED_IMAGE::LoadOptions\" ({} bytes)",
             options.len()
         ),
-        digest: Sha384Digest::of(&options),
+        digest: Sha384::of(&options),
     }];
     if let Some(digest) = initrd_digest {
         events.push(Event {
@@ -157,23 +157,23 @@ mod tests {
 
     #[test]
     fn replay_extends_from_zero() {
-        let e = rtmr1_events(Sha384Digest::of(b"kernel"));
+        let e = rtmr1_events(Sha384::of(b"kernel"));
         let r = replay(1, &e);
         let mut v = [0u8; 48].to_vec();
         for ev in &e {
             let mut buf = v.clone();
             buf.extend_from_slice(&ev.digest.0);
-            v = Sha384::digest(&buf).to_vec();
+            v = Sha384Hasher::digest(&buf).to_vec();
         }
         assert_eq!(r.value.0.to_vec(), v);
         assert_eq!(r.steps.len(), 5);
-        assert_eq!(replay(3, &e).value, Sha384Digest::ZERO);
+        assert_eq!(replay(3, &e).value, Sha384::ZERO);
     }
 
     #[test]
     fn fixed_event_digests_are_of_the_ascii_strings() {
-        let e = rtmr1_events(Sha384Digest::ZERO);
-        assert_eq!(e[1].digest, Sha384Digest::of(b"Calling EFI Application from Boot Option"));
+        let e = rtmr1_events(Sha384::ZERO);
+        assert_eq!(e[1].digest, Sha384::of(b"Calling EFI Application from Boot Option"));
         assert_eq!(
             e[2].digest.to_string(),
             "394341b7182cd227c5c6b07ef8000cdfd86136c4292b8e576573ad7ed9ae41019f5818b4b971c9effc60e1ad9f1289f0"
@@ -188,7 +188,7 @@ mod tests {
             e[0].digest.to_string(),
             "0c55ff8ce3ea9389db345e81fd8f0ef3cd0737c952cfc38197b2c6ac6af0fba4b56f7e027577357654dd00e43a82be63"
         );
-        let e = rtmr2_events(b"console=ttyS0", Some(Sha384Digest::of(b"x")), CmdlineLayout::Prefix);
+        let e = rtmr2_events(b"console=ttyS0", Some(Sha384::of(b"x")), CmdlineLayout::Prefix);
         assert_eq!(e.len(), 2);
         assert_eq!(
             e[0].digest.to_string(),
@@ -200,6 +200,6 @@ mod tests {
     fn streams_initrd_digest() {
         let data = vec![7u8; 3 << 20];
         let (d, n) = sha384_reader(&data[..]).unwrap();
-        assert_eq!((d, n), (Sha384Digest::of(&data), 3 << 20));
+        assert_eq!((d, n), (Sha384::of(&data), 3 << 20));
     }
 }

@@ -297,7 +297,7 @@ fn plan_snp(loaded: &LoadedRecipe, index: usize, shape: &SnpShape) -> Result<Snp
         shape.vmm_type.parse().map_err(|source| MeasureError::Vmm { field: field("vmm_type"), source })?;
     let memory = shape.memory.clone().unwrap_or_else(|| DEFAULT_SNP_MEMORY.to_owned());
     // Issue 11, item 13: a guest with no memory launches nowhere (the TDX shapes refuse it the same way).
-    let memory_bytes = match qemu::parse_size(&memory) {
+    let memory_bytes = match crate::units::parse_size(&memory) {
         Ok(bytes) if bytes > 0 => bytes,
         _ => {
             return Err(MeasureError::BadValue {
@@ -511,7 +511,7 @@ fn snp_entry(
     let mut id_args = None;
     if let Some(id) = &shape.id {
         let launch_digest =
-            IdDigest::from_slice(digest).map_err(|source| MeasureError::IdBlock { shape: shape.index, source })?;
+            IdDigest::from_slice(digest).map_err(|e| MeasureError::IdBlock { shape: shape.index, source: e.into() })?;
         let block = IdBlock {
             launch_digest,
             family_id: id.family_id,

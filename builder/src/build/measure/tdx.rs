@@ -15,7 +15,7 @@ use cvmforge_measure::tdx::qemu::{patch_kernel, QemuVersion, FIRST_UNPATCHED};
 use cvmforge_measure::tdx::rtmr::{replay, rtmr1_events, rtmr2_events, sha384_reader};
 use cvmforge_measure::tdx::secure_boot::{secure_boot_keys, SecureBootKeys};
 use cvmforge_measure::tdx::tdvf::Descriptor;
-use cvmforge_measure::tdx::Sha384Digest;
+use cvmforge_measure::tdx::Sha384;
 
 use super::{qemu_fields, read_output, MeasureError, Sources, MAX_VCPUS};
 use crate::manifest::{SecureBootRecord, TdxInputs, TdxMeasurement};
@@ -48,7 +48,7 @@ pub(super) fn plan(index: usize, shape: &TdxShape) -> Result<TdxPlan, MeasureErr
         value: value.to_owned(),
         expected,
     };
-    let memory_bytes = match qemu::parse_size(&shape.memory) {
+    let memory_bytes = match crate::units::parse_size(&shape.memory) {
         Ok(bytes) if bytes > 0 => bytes,
         _ => return Err(bad("memory", &shape.memory, "a non-zero size such as `4G` or `2048M`")),
     };
@@ -88,14 +88,14 @@ struct Shared {
     descriptor: Descriptor,
     secure_boot: SecureBootKeys,
     kernel: Vec<u8>,
-    initrd: (Sha384Digest, u64),
+    initrd: (Sha384, u64),
     warnings: Vec<Warning>,
     /// MRTD per page order, computed on first use.
-    mrtd: Vec<(PageOrder, Sha384Digest)>,
+    mrtd: Vec<(PageOrder, Sha384)>,
     /// The firmware's own layout, detected on first use.
     detected: Option<LayoutDetection>,
     /// Authenticode digest of the unmodified kernel, computed on first use.
-    unpatched: Option<Sha384Digest>,
+    unpatched: Option<Sha384>,
 }
 
 /// Measures every TDX shape; returns the entries and the build warnings.
@@ -225,7 +225,7 @@ fn entry(
         rtmr0_unavailable: Some(RTMR0_UNAVAILABLE.to_owned()),
         rtmr1: rtmr1.value.to_string(),
         rtmr2: rtmr2.value.to_string(),
-        rtmr3: Sha384Digest::ZERO.to_string(),
+        rtmr3: Sha384::ZERO.to_string(),
         inputs: inputs.clone(),
         secure_boot: SecureBootRecord {
             pk_enrolled: shared.secure_boot.pk_enrolled,

@@ -9,8 +9,9 @@ use std::io::{Cursor, Read};
 
 use crate::format::cpio::read::{read_all, CpioEntry};
 use crate::format::error::{escape, UnpackError};
-use crate::format::io::{cap_exceeded, Capped, HashCount};
+use crate::format::io::{cap_exceeded, Capped};
 use crate::format::Limits;
+use crate::sys::io::HashingReader;
 
 /// What the first bytes of a file say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +241,7 @@ pub fn read_initrd<R: Read>(input: R, limits: &Limits) -> Result<Initrd, UnpackE
         Container::Zstd => CompressionInfo::Zstd(zstd_header(&head)?),
         _ => CompressionInfo::None,
     };
-    let mut raw = HashCount::new(Cursor::new(head).chain(input));
+    let mut raw = HashingReader::new(Cursor::new(head).chain(input));
     let (entries, archives, cpio_sha256, cpio_size) = match container {
         Container::Gzip => decode(flate2::read::MultiGzDecoder::new(&mut raw), "gzip", limits)?,
         Container::Zstd => {
@@ -262,7 +263,7 @@ type Decoded = (Vec<CpioEntry>, u32, [u8; 32], u64);
 
 /// Parses the decompressed stream as cpio, under the total-size cap, hashing all of it.
 fn decode<R: Read>(decoder: R, compression: &'static str, limits: &Limits) -> Result<Decoded, UnpackError> {
-    let mut plain = HashCount::new(Capped::new(decoder, limits.max_total_size));
+    let mut plain = HashingReader::new(Capped::new(decoder, limits.max_total_size));
     let mut magic = Vec::with_capacity(6);
     (&mut plain).take(6).read_to_end(&mut magic).map_err(|source| stream_error(source, compression, limits))?;
     if !(magic.starts_with(b"070701") || magic.starts_with(b"070702")) {

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::format::error::{escape, UnpackError};
 use crate::format::io::cap_exceeded;
 use crate::format::{EntryType, Limits};
+use crate::sys::io::read_full;
 
 const FORMAT: &str = "cpio";
 const HEADER_LEN: usize = 110;
@@ -368,17 +369,10 @@ impl<R: Read> CpioReader<R> {
     fn read_exact(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), UnpackError> {
         let start = self.offset;
         let needed = u64::try_from(buf.len()).unwrap_or(u64::MAX);
-        let mut filled = 0;
-        while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-            match self.inner.read(rest) {
-                Ok(0) => return Err(self.truncated(what, start, needed)),
-                Ok(n) => {
-                    filled += n;
-                    self.offset += u64::try_from(n).unwrap_or(u64::MAX);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.io_error(e)),
-            }
+        let filled = read_full(&mut self.inner, buf).map_err(|e| self.io_error(e))?;
+        self.offset += u64::try_from(filled).unwrap_or(u64::MAX);
+        if filled < buf.len() {
+            return Err(self.truncated(what, start, needed));
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::format::error::{escape, PathProblem, UnpackError};
 use crate::format::io::cap_exceeded;
 use crate::format::{EntryType, Limits};
+use crate::sys::io::read_full;
 
 const FORMAT: &str = "tar";
 const BLOCK: u64 = 512;
@@ -389,20 +390,13 @@ impl<R: Read> TarReader<R> {
     /// Reads one block; `false` at a clean end of stream, an error if the stream ends inside the block.
     fn read_block_or_eof(&mut self, block: &mut [u8; 512]) -> Result<bool, UnpackError> {
         let start = self.offset;
-        let mut filled = 0;
-        while let Some(rest) = block.get_mut(filled..).filter(|r| !r.is_empty()) {
-            match self.inner.read(rest) {
-                Ok(0) if filled == 0 => return Ok(false),
-                Ok(0) => return Err(self.truncated("header", start, BLOCK)),
-                Ok(n) => {
-                    filled += n;
-                    self.offset += u64::try_from(n).unwrap_or(u64::MAX);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.io_error(e)),
-            }
+        let filled = read_full(&mut self.inner, block).map_err(|e| self.io_error(e))?;
+        self.offset += u64::try_from(filled).unwrap_or(u64::MAX);
+        match filled {
+            0 => Ok(false),
+            n if n < block.len() => Err(self.truncated("header", start, BLOCK)),
+            _ => Ok(true),
         }
-        Ok(true)
     }
 
     /// An octal number field (NUL/space terminated), or GNU base-256 when the high bit of the first byte is set.

@@ -1,5 +1,5 @@
-//! Sizes (`512M`, `4G`) and durations (`120s`, `2m`) as written on the command line, and sizes rendered the way QEMU
-//! reads them.
+//! Sizes (`512M`, `4G`) and durations (`120s`, `2m`) as written in recipes and on the command line (the one parser
+//! of each), and sizes rendered the way QEMU reads them.
 //!
 //! Size suffixes are binary (K = 1024), as in QEMU's `qemu_strtosz`. A bare number is bytes here; note that QEMU's
 //! own `-m` reads a bare number as MiB, which is why [`qemu_size`] always writes a suffix.
