@@ -31,8 +31,7 @@ pub(crate) mod test_fixtures {
     pub(crate) fn fixture(name: &str, sha256: &str) -> Vec<u8> {
         let path = format!("{}/../tests/fixtures/firmware/{name}.xz", env!("CARGO_MANIFEST_DIR"));
         let xz = std::fs::read(&path).unwrap();
-        let mut out = Vec::new();
-        lzma_rs::xz_decompress(&mut &xz[..], &mut out).unwrap();
+        let out = liblzma::decode_all(&xz[..]).unwrap();
         assert_eq!(hex::encode(Sha256::digest(&out)), sha256, "{path}");
         out
     }

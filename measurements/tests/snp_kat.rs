@@ -31,8 +31,7 @@ fn fixture(name: &str) -> Vec<u8> {
         .map(|s| s.trim().to_owned())
         .unwrap();
     let xz = std::fs::read(dir.join(format!("{name}.xz"))).unwrap();
-    let mut out = Vec::new();
-    lzma_rs::xz_decompress(&mut &xz[..], &mut out).unwrap();
+    let out = liblzma::decode_all(&xz[..]).unwrap();
     assert_eq!(hex::encode(Sha256::digest(&out)), want, "fixture {name} does not match its README sha256");
     out
 }

@@ -9,12 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use cvmforge::units::parse_size;
-use cvmforge_measure::tdx::guest::{measure, InitrdDigest, KernelPatching, TdxInputs, TdxMeasurement};
+use cvmforge_measure::tdx::guest::{
+    measure, measure_reading_initrd, KernelPatching, TdxError, TdxInputs, TdxMeasurement,
+};
 use cvmforge_measure::tdx::load_options::CmdlineLayout;
 use cvmforge_measure::tdx::mrtd::PageOrder;
 use cvmforge_measure::tdx::qemu::QemuVersion;
 use cvmforge_measure::tdx::rtmr::{
-    sha384_reader, Replay, EV_EFI_ACTION, EV_EFI_BOOT_SERVICES_APPLICATION, EV_EVENT_TAG, EV_SEPARATOR,
+    Replay, EV_EFI_ACTION, EV_EFI_BOOT_SERVICES_APPLICATION, EV_EVENT_TAG, EV_SEPARATOR,
 };
 use cvmforge_measure::tdx::Sha384;
 use serde::Serialize;
@@ -214,11 +216,11 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     fs_err::read(path).with_context(|| format!("cannot read the {what}"))
 }
 
-fn initrd_digest(path: &Path) -> anyhow::Result<InitrdDigest> {
+/// The initrd file and its size; it is hashed while the firmware and kernel are measured.
+fn open_initrd(path: &Path) -> anyhow::Result<(fs_err::File, u64)> {
     let file = fs_err::File::open(path).context("cannot read the initrd")?;
-    let (digest, size) =
-        sha384_reader(std::io::BufReader::new(file)).with_context(|| format!("cannot read `{}`", path.display()))?;
-    Ok(InitrdDigest { digest, size })
+    let size = file.metadata().context("cannot read the initrd")?.len();
+    Ok((file, size))
 }
 
 /// Checks the ACPI directory and returns the SHA-384 of each blob.
@@ -295,27 +297,29 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     };
     let firmware = read(&args.firmware, "firmware")?;
     let kernel = args.kernel.as_ref().map(|k| read(k, "kernel")).transpose()?;
-    let initrd = args.initrd.as_deref().map(initrd_digest).transpose()?;
+    let initrd = args.initrd.as_deref().map(open_initrd).transpose()?;
     let inputs = TdxInputs {
         firmware: &firmware,
         kernel: kernel.as_deref(),
-        initrd,
+        initrd: None,
         cmdline: args.append.as_bytes(),
         page_order: args.page_order,
         patching,
         layout: args.cmdline_layout,
     };
-    let m = measure(&inputs).map_err(|e| {
+    let measured = match initrd {
+        Some((file, size)) => measure_reading_initrd(&inputs, size, file),
+        None => measure(&inputs),
+    };
+    let m = measured.map_err(|e| {
         let hint = match &e {
-            cvmforge_measure::tdx::guest::TdxError::Pe(_) => {
-                "build the kernel with CONFIG_EFI_STUB=y (TDVF boots it as an EFI application)"
+            TdxError::InitrdRead(_) | TdxError::InitrdSize { .. } => {
+                let path = args.initrd.as_deref().unwrap_or(Path::new("-"));
+                return anyhow::Error::new(e).context(format!("cannot read `{}`", path.display()));
             }
-            cvmforge_measure::tdx::guest::TdxError::Layout(_) => {
-                "pass --cmdline-layout prefix (edk2 ≥ stable202508) or suffix (older)"
-            }
-            cvmforge_measure::tdx::guest::TdxError::Tdvf(_) => {
-                "use an OvmfPkg/IntelTdx build (e.g. Debian's OVMF.inteltdx.fd)"
-            }
+            TdxError::Pe(_) => "build the kernel with CONFIG_EFI_STUB=y (TDVF boots it as an EFI application)",
+            TdxError::Layout(_) => "pass --cmdline-layout prefix (edk2 ≥ stable202508) or suffix (older)",
+            TdxError::Tdvf(_) => "use an OvmfPkg/IntelTdx build (e.g. Debian's OVMF.inteltdx.fd)",
             _ => "check the input files",
         };
         anyhow::Error::new(Hinted { message: e.to_string(), hint: hint.to_string() })

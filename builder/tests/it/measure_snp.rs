@@ -19,8 +19,7 @@ impl Env {
         let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/firmware");
         for name in ["OVMF.amdsev.fd", "OVMF.fd"] {
             let xz = std::fs::read(fixtures.join(format!("{name}.xz"))).unwrap();
-            let mut out = Vec::new();
-            lzma_rs::xz_decompress(&mut &xz[..], &mut out).unwrap();
+            let out = liblzma::decode_all(&xz[..]).unwrap();
             std::fs::write(dir.path().join(name), out).unwrap();
         }
         std::fs::write(dir.path().join("kernel"), b"cvmforge-test-kernel\n".repeat(50000)).unwrap();

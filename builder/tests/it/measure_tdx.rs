@@ -24,8 +24,7 @@ fn stderr(o: &Output) -> String {
 fn tdx_firmware(dir: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let xz = std::fs::read(root.join("tests/fixtures/firmware/OVMF.inteltdx.ms.fd.xz")).unwrap();
-    let mut fw = Vec::new();
-    lzma_rs::xz_decompress(&mut &xz[..], &mut fw).unwrap();
+    let fw = liblzma::decode_all(&xz[..]).unwrap();
     assert_eq!(hex::encode(Sha256::digest(&fw)), "a265075b4147a096109e501e76196df1ec8a18659c26f7401492c597ec88f312");
     let path = dir.join("OVMF.inteltdx.ms.fd");
     std::fs::write(&path, fw).unwrap();

@@ -253,8 +253,7 @@ pub(crate) fn have(program: &str) -> bool {
 pub(crate) fn firmware_fixture(name: &str) -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/firmware");
     let xz = std::fs::read(dir.join(format!("{name}.xz"))).unwrap();
-    let mut out = Vec::new();
-    lzma_rs::xz_decompress(&mut &xz[..], &mut out).unwrap();
+    let out = liblzma::decode_all(&xz[..]).unwrap();
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     let row = readme.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap();
     assert!(row.contains(&sha256_hex(&out)), "{name}: sha256 differs from the fixture README");

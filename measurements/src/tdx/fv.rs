@@ -20,6 +20,8 @@ pub const LZMA_CUSTOM_DECOMPRESS: Guid =
     Guid::from_fields(0xee4e5898, 0x3914, 0x4259, [0x9d, 0x6e, 0xdc, 0x7b, 0xd7, 0x94, 0x03, 0xcf]);
 /// The largest decompressed volume accepted (the Debian volumes are 12-16 MiB).
 pub const MAX_DECOMPRESSED: u64 = 64 << 20;
+/// Memory the LZMA decoder may use: bounds the dictionary a hostile header can ask for (edk2 uses 8 MiB at most).
+const LZMA_MEMLIMIT: u64 = 256 << 20;
 /// Firmware volumes start on 4 KiB boundaries in flash images.
 const FV_ALIGN: usize = 0x1000;
 /// Offset of `_FVH` in the volume header.
@@ -80,7 +82,7 @@ pub enum FvError {
     Decompress {
         /// Offset of the section.
         offset: usize,
-        /// lzma-rs's message.
+        /// liblzma's message.
         reason: String,
     },
     /// The LZMA header declares more than [`MAX_DECOMPRESSED`] bytes (or an unknown size).
@@ -106,22 +108,6 @@ pub enum FvError {
     Read(#[from] ReadError),
 }
 
-/// An `io::Write` that refuses to grow past a limit (the LZMA header's size is untrusted).
-struct Bounded(Vec<u8>, usize);
-
-impl std::io::Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + buf.len() > self.1 {
-            return Err(std::io::Error::other("output larger than the declared size"));
-        }
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Decompresses an LZMA-alone stream whose header declares at most [`MAX_DECOMPRESSED`] bytes.
 pub fn decompress_lzma(data: &[u8], offset: usize) -> Result<Vec<u8>, FvError> {
     let mut r = Reader::new(data);
@@ -129,10 +115,17 @@ pub fn decompress_lzma(data: &[u8], offset: usize) -> Result<Vec<u8>, FvError> {
     let size = r.u64_le("LZMA unpacked size")?;
     let limit =
         usize::try_from(size).ok().filter(|_| size <= MAX_DECOMPRESSED).ok_or(FvError::TooLarge { offset, size })?;
-    let mut out = Bounded(Vec::with_capacity(limit), limit);
-    lzma_rs::lzma_decompress(&mut &data[..], &mut out)
-        .map_err(|e| FvError::Decompress { offset, reason: e.to_string() })?;
-    Ok(out.0)
+    let failed = |reason: String| FvError::Decompress { offset, reason };
+    let mut stream =
+        liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT).map_err(|e| failed(format!("decoder setup: {e}")))?;
+    // `process_vec` writes only into the spare capacity, so the output can never grow past the declared size.
+    let mut out = Vec::with_capacity(limit);
+    let status =
+        stream.process_vec(data, &mut out, liblzma::stream::Action::Finish).map_err(|e| failed(e.to_string()))?;
+    if status != liblzma::stream::Status::StreamEnd || out.len() != limit {
+        return Err(failed(format!("the stream ends after {} of the {limit} declared bytes", out.len())));
+    }
+    Ok(out)
 }
 
 /// Offsets and data of every LZMA GUID-defined section in the firmware's volumes.
@@ -234,7 +227,7 @@ fn utf16(s: &str) -> Vec<u8> {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Detects the layout by decompressing the firmware's LZMA volumes and looking for edk2's format strings.
@@ -290,6 +283,28 @@ mod tests {
     #[test]
     fn rejects_firmware_without_compressed_volume() {
         assert_eq!(detect_layout(&[0u8; 0x4000]), Err(FvError::NoCompressedVolume));
+    }
+
+    #[test]
+    fn rejects_lzma_streams_shorter_or_longer_than_declared() {
+        let volume = b"initrd=initrd \0 and more".repeat(100);
+        let mut stream =
+            liblzma::stream::Stream::new_lzma_encoder(&liblzma::stream::LzmaOptions::new_preset(6).unwrap()).unwrap();
+        let mut alone = Vec::with_capacity(volume.len() + 1024);
+        stream.process_vec(&volume, &mut alone, liblzma::stream::Action::Finish).unwrap();
+        // lzma_alone_encoder writes "size unknown" (all ones); a firmware section declares the size.
+        let with_size = |size: u64| {
+            let mut s = alone.clone();
+            s[5..13].copy_from_slice(&size.to_le_bytes());
+            s
+        };
+        let len = volume.len() as u64;
+        assert_eq!(decompress_lzma(&with_size(len), 0).unwrap(), volume);
+        for wrong in [len - 1, len + 1] {
+            let err = decompress_lzma(&with_size(wrong), 9).unwrap_err();
+            assert!(matches!(err, FvError::Decompress { offset: 9, .. }), "{wrong}: {err}");
+        }
+        assert!(matches!(decompress_lzma(&with_size(len)[..40], 0), Err(FvError::Decompress { .. })));
     }
 
     #[test]
