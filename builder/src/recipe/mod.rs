@@ -35,8 +35,15 @@ pub mod dest;
 pub mod lock;
 pub mod seal_spec;
 mod validate;
+pub mod values;
 
+use cvmforge_measure::snp::vcpu_types::VcpuType;
+use cvmforge_measure::snp::vmm_types::VmmType;
+use cvmforge_measure::tdx::load_options::CmdlineLayout;
+use cvmforge_measure::tdx::mrtd::PageOrder;
+use cvmforge_measure::tdx::qemu::QemuVersion;
 use seal_spec::{ModulesSpec, SealingSpec};
+use values::ByteSize;
 
 /// Permission bits a mode may use (including setuid, setgid and sticky).
 pub const MODE_MASK: u32 = 0o7777;
@@ -101,7 +108,7 @@ impl serde::de::Visitor<'_> for ModeVisitor {
 }
 
 /// A whole recipe, as parsed (see `recipes/README.md`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     /// Image name: `[a-z0-9][a-z0-9._-]*`.
@@ -133,7 +140,7 @@ pub struct Recipe {
 }
 
 /// `kernel:`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSpec {
     /// The bzImage, relative to the recipe.
@@ -163,7 +170,7 @@ pub enum CompressionKind {
 }
 
 /// `initrd:`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitrdSpec {
     /// Compression algorithm.
@@ -199,7 +206,7 @@ pub struct InitrdSpec {
 }
 
 /// One payload file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     /// Source, relative to the recipe.
@@ -212,7 +219,7 @@ pub struct FileSpec {
 }
 
 /// One directory.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirSpec {
     /// Absolute path inside the initrd.
@@ -223,7 +230,7 @@ pub struct DirSpec {
 }
 
 /// One symbolic link.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SymlinkSpec {
     /// Absolute path of the link inside the initrd.
@@ -233,7 +240,7 @@ pub struct SymlinkSpec {
 }
 
 /// `firmware:`: one optional image per platform.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareSpec {
     /// OVMF built for SEV-SNP (`OVMF.amdsev.fd`).
@@ -245,7 +252,7 @@ pub struct FirmwareSpec {
 }
 
 /// `measure:`: the VM shapes whose launch measurements the build records.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeasureSpec {
     /// SEV-SNP shapes.
@@ -257,7 +264,7 @@ pub struct MeasureSpec {
 }
 
 /// A vCPU count or an inclusive range (`4` or `"1-4"`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum VcpuCount {
     /// One count.
@@ -267,26 +274,26 @@ pub enum VcpuCount {
 }
 
 /// One SEV-SNP VM shape (interpreted and validated by the build's measurement step, `crate::build::measure`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpShape {
     /// vCPU count or range.
     pub vcpus: VcpuCount,
     /// QEMU vCPU model, e.g. `EPYC-v4` (exactly one of `vcpu_type` and `vcpu_sig`).
-    #[serde(default)]
-    pub vcpu_type: Option<String>,
+    #[serde(default, deserialize_with = "values::parsed_opt")]
+    pub vcpu_type: Option<VcpuType>,
     /// CPUID signature (Fn0000_0001_EAX) of the vCPUs, for VMMs without a named model.
     #[serde(default)]
     pub vcpu_sig: Option<u64>,
-    /// VMM, e.g. `QEMU`.
-    #[serde(default = "default_vmm")]
-    pub vmm_type: String,
+    /// VMM, e.g. `QEMU` (the default).
+    #[serde(default, deserialize_with = "values::parsed")]
+    pub vmm_type: VmmType,
     /// SEV_FEATURES of the VMSA.
     #[serde(default = "default_guest_features")]
     pub guest_features: u64,
     /// Guest RAM for the QEMU command line (not measured), e.g. `2G`; default `2G`.
     #[serde(default)]
-    pub memory: Option<String>,
+    pub memory: Option<ByteSize>,
     /// The guest policy (integer, or a string such as `"0x30000"`); default QEMU's `0x30000`.
     #[serde(default)]
     pub policy: Option<PolicyValue>,
@@ -311,7 +318,7 @@ pub struct SnpShape {
 }
 
 /// A guest policy as written: a YAML integer (`0x30000`, `196608`) or a string (`"0x30000"`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum PolicyValue {
     /// An integer.
@@ -320,31 +327,27 @@ pub enum PolicyValue {
     Text(String),
 }
 
-fn default_vmm() -> String {
-    "QEMU".to_string()
-}
-
 fn default_guest_features() -> u64 {
     1
 }
 
 /// One TDX VM shape (interpreted and validated by the build's measurement step, `crate::build::measure`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TdxShape {
     /// Guest memory, e.g. `4G`.
-    pub memory: String,
+    pub memory: ByteSize,
     /// vCPU count.
     pub vcpus: u32,
     /// How QEMU adds the TD's pages, e.g. `single-pass`.
-    #[serde(default)]
-    pub page_order: Option<String>,
+    #[serde(default, deserialize_with = "values::parsed_opt")]
+    pub page_order: Option<PageOrder>,
     /// QEMU version whose layout to assume, e.g. `"10.2"`.
-    #[serde(default)]
-    pub qemu_version: Option<String>,
+    #[serde(default, deserialize_with = "values::parsed_opt")]
+    pub qemu_version: Option<QemuVersion>,
     /// Override the EFI LoadOptions layout (`prefix` or `suffix`) detected from the firmware (RTMR2).
-    #[serde(default)]
-    pub cmdline_layout: Option<String>,
+    #[serde(default, deserialize_with = "values::parsed_opt")]
+    pub cmdline_layout: Option<CmdlineLayout>,
 }
 
 /// Why a recipe could not be loaded.

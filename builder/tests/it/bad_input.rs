@@ -350,7 +350,12 @@ fn issue11_rejects_snp_shape_with_zero_memory() {
     let tree = Tree::standard();
     tree.recipe(&format!("{STANDARD_RECIPE}measure:\n  snp:\n    - {{vcpus: 1, vcpu_type: EPYC-v4, memory: \"0\"}}\n"));
     let run = tree.build(&[]);
-    refused(&tree, run, &["`measure.snp[0].memory` is `0`: expected a non-zero size such as `2G` or `4096M`"]);
+    // Issue 10: refused while the recipe is read, at the value's line and column.
+    refused(
+        &tree,
+        run,
+        &["measure.snp[0].memory: `0`: expected a non-zero size such as `2G` or `4096M` at line 26 column 46"],
+    );
 }
 
 /// Issue 11, item 13: a recipe that starts with a UTF-8 byte-order mark (as some editors write) is read as YAML

@@ -311,7 +311,9 @@ fn rejects_firmware_without_kernel_hashes() {
 fn rejects_bad_shapes_naming_the_field() {
     let cases = [
         ("snp: [{vcpus: \"4-1\", vcpu_type: EPYC-v4}]", "`measure.snp[0].vcpus` is `4-1`"),
-        ("snp: [{vcpus: 1, vcpu_type: Pentium}]", "`measure.snp[0].vcpu_type` cannot be measured"),
+        // Issue 10: typed values are refused while the recipe is read, at their line and column.
+        ("snp: [{vcpus: 1, vcpu_type: Pentium}]", "measure.snp[0].vcpu_type: unknown vCPU type `Pentium`"),
+        ("snp: [{vcpus: 1, vcpu_type: EPYC, vmm_type: kvm}]", "measure.snp[0].vmm_type: unknown VMM type `kvm`"),
         ("snp: [{vcpus: 1}]", "`measure.snp[0]` needs exactly one of `vcpu_type`"),
         (
             "snp: [{vcpus: 1, vcpu_type: EPYC, policy: 0x0}]",
@@ -319,8 +321,13 @@ fn rejects_bad_shapes_naming_the_field() {
         ),
         ("snp: [{vcpus: 1, vcpu_type: EPYC, guest_svn: 1}]", "`measure.snp[0].guest_svn` needs `id_key`"),
         ("snp: [{vcpus: 1, vcpu_type: EPYC, id_key: nope.pem}]", "`measure.snp[0].id_key`: cannot read key"),
-        ("tdx: [{memory: 4Q, vcpus: 1}]", "`measure.tdx[0].memory` is `4Q`"),
-        ("tdx: [{memory: 4G, vcpus: 1, page_order: sideways}]", "`measure.tdx[0].page_order` is `sideways`"),
+        ("tdx: [{memory: 4Q, vcpus: 1}]", "measure.tdx[0].memory: `4Q`: expected a non-zero size"),
+        ("tdx: [{memory: 4G, vcpus: 1, page_order: sideways}]", "measure.tdx[0].page_order: unknown page order"),
+        (
+            "tdx: [{memory: 4G, vcpus: 1, cmdline_layout: middle}]",
+            "measure.tdx[0].cmdline_layout: unknown command-line",
+        ),
+        ("tdx: [{memory: 4G, vcpus: 1, qemu_version: ten}]", "measure.tdx[0].qemu_version: invalid QEMU version `ten`"),
     ];
     for (shape, needle) in cases {
         let tree = tree(&format!("firmware: {{snp: inputs/fw, tdx: inputs/fw}}\nmeasure: {{{shape}}}\n"));

@@ -9,9 +9,10 @@ use std::str::FromStr;
 use thiserror::Error;
 
 /// A VMM that builds the initial VMSA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum VmmType {
     /// QEMU with KVM (the default).
+    #[default]
     Qemu,
     /// Amazon EC2.
     Ec2,

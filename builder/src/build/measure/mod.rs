@@ -22,8 +22,8 @@ use cvmforge_measure::snp::id_block::{
 };
 use cvmforge_measure::snp::policy::{GuestPolicy, PolicyError};
 use cvmforge_measure::snp::sev_hashes::{cmdline_sha256, KernelHashes};
-use cvmforge_measure::snp::vcpu_types::{UnknownVcpuType, VcpuType};
-use cvmforge_measure::snp::vmm_types::{UnknownVmmType, VmmType};
+use cvmforge_measure::snp::vcpu_types::VcpuType;
+use cvmforge_measure::snp::vmm_types::VmmType;
 use thiserror::Error;
 
 mod tdx;
@@ -36,6 +36,8 @@ use crate::recipe::{LoadedRecipe, PolicyValue, SnpShape, VcpuCount};
 pub const MAX_VCPUS: u32 = 1024;
 /// Guest RAM written into an SEV-SNP shape's QEMU command line when the shape gives none (it is not measured).
 pub const DEFAULT_SNP_MEMORY: &str = "2G";
+/// [`DEFAULT_SNP_MEMORY`] in bytes.
+const DEFAULT_SNP_MEMORY_BYTES: u64 = 2 << 30;
 
 /// Why a VM shape cannot be measured.
 #[derive(Debug, Error)]
@@ -72,24 +74,6 @@ pub enum MeasureError {
     VcpuModel {
         /// The shape.
         field: String,
-    },
-    /// `vcpu_type` is not a known model.
-    #[error("`{field}` cannot be measured")]
-    VcpuType {
-        /// The field.
-        field: String,
-        /// Why.
-        #[source]
-        source: UnknownVcpuType,
-    },
-    /// `vmm_type` is not a known VMM.
-    #[error("`{field}` cannot be measured")]
-    Vmm {
-        /// The field.
-        field: String,
-        /// Why.
-        #[source]
-        source: UnknownVmmType,
     },
     /// The policy does not parse or sets reserved bits.
     #[error("`{field}` is not a valid SEV-SNP guest policy")]
@@ -284,28 +268,16 @@ pub(crate) fn plan(loaded: &LoadedRecipe) -> Result<Plan, MeasureError> {
 fn plan_snp(loaded: &LoadedRecipe, index: usize, shape: &SnpShape) -> Result<SnpPlan, MeasureError> {
     let field = |name: &str| format!("measure.snp[{index}].{name}");
     let counts = vcpu_counts(&field("vcpus"), &shape.vcpus)?;
-    let (vcpu_type, vcpu_sig) = match (&shape.vcpu_type, shape.vcpu_sig) {
-        (Some(name), None) => {
-            let t: VcpuType =
-                name.parse().map_err(|source| MeasureError::VcpuType { field: field("vcpu_type"), source })?;
-            (Some(t), t.signature())
-        }
+    let (vcpu_type, vcpu_sig) = match (shape.vcpu_type, shape.vcpu_sig) {
+        (Some(t), None) => (Some(t), t.signature()),
         (None, Some(sig)) => (None, sig),
         _ => return Err(MeasureError::VcpuModel { field: format!("measure.snp[{index}]") }),
     };
-    let vmm: VmmType =
-        shape.vmm_type.parse().map_err(|source| MeasureError::Vmm { field: field("vmm_type"), source })?;
-    let memory = shape.memory.clone().unwrap_or_else(|| DEFAULT_SNP_MEMORY.to_owned());
-    // Issue 11, item 13: a guest with no memory launches nowhere (the TDX shapes refuse it the same way).
-    let memory_bytes = match crate::units::parse_size(&memory) {
-        Ok(bytes) if bytes > 0 => bytes,
-        _ => {
-            return Err(MeasureError::BadValue {
-                field: field("memory"),
-                value: memory.clone(),
-                expected: "a non-zero size such as `2G` or `4096M`",
-            })
-        }
+    let vmm = shape.vmm_type;
+    // Issue 11, item 13: a guest with no memory launches nowhere (`ByteSize` refuses zero while the recipe is read).
+    let (memory, memory_bytes) = match &shape.memory {
+        Some(size) => (size.as_str().to_owned(), size.bytes()),
+        None => (DEFAULT_SNP_MEMORY.to_owned(), DEFAULT_SNP_MEMORY_BYTES),
     };
     let policy = policy(&field("policy"), shape.policy.as_ref())?;
     if policy.debug_allowed() && !shape.allow_debug {

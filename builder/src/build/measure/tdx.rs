@@ -48,37 +48,22 @@ pub(super) fn plan(index: usize, shape: &TdxShape) -> Result<TdxPlan, MeasureErr
         value: value.to_owned(),
         expected,
     };
-    let memory_bytes = match crate::units::parse_size(&shape.memory) {
-        Ok(bytes) if bytes > 0 => bytes,
-        _ => return Err(bad("memory", &shape.memory, "a non-zero size such as `4G` or `2048M`")),
-    };
     if shape.vcpus == 0 || shape.vcpus > MAX_VCPUS {
         return Err(bad("vcpus", &shape.vcpus.to_string(), "a vCPU count from 1 to 1024"));
     }
-    let page_order = match &shape.page_order {
-        None => PageOrder::default(),
-        Some(text) => text.parse().map_err(|_| bad("page_order", text, "`single-pass` or `two-pass`"))?,
-    };
-    let (qemu_version, qemu_version_assumed) = match &shape.qemu_version {
+    let (qemu_version, qemu_version_assumed) = match shape.qemu_version {
         None => (FIRST_UNPATCHED, true),
-        Some(text) => (
-            text.parse().map_err(|_| bad("qemu_version", text, "MAJOR.MINOR or MAJOR.MINOR.MICRO, e.g. `10.1`"))?,
-            false,
-        ),
-    };
-    let layout = match &shape.cmdline_layout {
-        None => None,
-        Some(text) => Some(text.parse().map_err(|_| bad("cmdline_layout", text, "`prefix` or `suffix`"))?),
+        Some(version) => (version, false),
     };
     Ok(TdxPlan {
         index,
-        memory: shape.memory.clone(),
-        memory_bytes,
+        memory: shape.memory.as_str().to_owned(),
+        memory_bytes: shape.memory.bytes(),
         vcpus: shape.vcpus,
-        page_order,
+        page_order: shape.page_order.unwrap_or_default(),
         qemu_version,
         qemu_version_assumed,
-        layout,
+        layout: shape.cmdline_layout,
     })
 }
 
