@@ -135,6 +135,18 @@ pub enum EntryType {
     Chardev,
 }
 
+impl EntryType {
+    /// The name the manifest writes (`directory`, `file`, `symlink`, `chardev`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryType::Directory => "directory",
+            EntryType::File => "file",
+            EntryType::Symlink => "symlink",
+            EntryType::Chardev => "chardev",
+        }
+    }
+}
+
 /// One initrd entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,7 +223,7 @@ pub struct PolicyRecord {
 
 /// One SEV-SNP launch digest: a recipe shape at one vCPU count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SnpMeasurementWire", into = "SnpMeasurementWire")]
 pub struct SnpMeasurement {
     /// Always `snp`.
     pub platform: String,
@@ -240,36 +252,149 @@ pub struct SnpMeasurement {
     pub digest: String,
     /// What the digest was computed from.
     pub inputs: SnpInputs,
-    /// The 96-byte ID block, base64 (QEMU `id-block`), when the shape has an `id_key`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_block: Option<String>,
-    /// The 4096-byte ID auth structure, base64 (QEMU `id-auth`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_auth: Option<String>,
-    /// SHA-384 of the ID public key: the report's ID_KEY_DIGEST.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_key_digest: Option<String>,
-    /// SHA-384 of the author public key: the report's AUTHOR_KEY_DIGEST.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author_key_digest: Option<String>,
-    /// FAMILY_ID of the ID block (32 hex digits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family_id: Option<String>,
-    /// IMAGE_ID of the ID block (32 hex digits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_id: Option<String>,
-    /// GUEST_SVN of the ID block.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guest_svn: Option<u32>,
+    /// The signed ID block, when the shape has an `id_key`.
+    pub id: Option<IdBlockRecord>,
     /// Arguments after `qemu-system-x86_64` that launch this shape (`crate::qemu::manifest_fields`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qemu_args: Option<Vec<String>>,
     /// Notes for whoever runs that command.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qemu_notes: Option<Vec<String>>,
     /// Why the shape has no QEMU command line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qemu_unavailable: Option<String>,
+}
+
+/// The signed ID block of a shape that has an `id_key`: all of these fields, or none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdBlockRecord {
+    /// The 96-byte ID block, base64 (QEMU `id-block`).
+    pub id_block: String,
+    /// The 4096-byte ID auth structure, base64 (QEMU `id-auth`).
+    pub id_auth: String,
+    /// SHA-384 of the ID public key: the report's ID_KEY_DIGEST.
+    pub id_key_digest: String,
+    /// SHA-384 of the author public key: the report's AUTHOR_KEY_DIGEST, when an author key certifies the ID key.
+    pub author_key_digest: Option<String>,
+    /// FAMILY_ID of the ID block (32 hex digits).
+    pub family_id: String,
+    /// IMAGE_ID of the ID block (32 hex digits).
+    pub image_id: String,
+    /// GUEST_SVN of the ID block.
+    pub guest_svn: u32,
+}
+
+impl From<SnpMeasurement> for SnpMeasurementWire {
+    fn from(m: SnpMeasurement) -> Self {
+        let id = m.id;
+        SnpMeasurementWire {
+            platform: m.platform,
+            name: m.name,
+            shape: m.shape,
+            mode: m.mode,
+            vcpus: m.vcpus,
+            vcpu_type: m.vcpu_type,
+            vcpu_sig: m.vcpu_sig,
+            vmm_type: m.vmm_type,
+            guest_features: m.guest_features,
+            memory: m.memory,
+            policy: m.policy,
+            digest: m.digest,
+            inputs: m.inputs,
+            id_block: id.as_ref().map(|i| i.id_block.clone()),
+            id_auth: id.as_ref().map(|i| i.id_auth.clone()),
+            id_key_digest: id.as_ref().map(|i| i.id_key_digest.clone()),
+            author_key_digest: id.as_ref().and_then(|i| i.author_key_digest.clone()),
+            family_id: id.as_ref().map(|i| i.family_id.clone()),
+            image_id: id.as_ref().map(|i| i.image_id.clone()),
+            guest_svn: id.as_ref().map(|i| i.guest_svn),
+            qemu_args: m.qemu_args,
+            qemu_notes: m.qemu_notes,
+            qemu_unavailable: m.qemu_unavailable,
+        }
+    }
+}
+
+impl TryFrom<SnpMeasurementWire> for SnpMeasurement {
+    type Error = String;
+
+    fn try_from(w: SnpMeasurementWire) -> Result<Self, Self::Error> {
+        let id = match (w.id_block, w.id_auth, w.id_key_digest, w.family_id, w.image_id, w.guest_svn) {
+            (Some(id_block), Some(id_auth), Some(id_key_digest), Some(family_id), Some(image_id), Some(guest_svn)) => {
+                let author_key_digest = w.author_key_digest;
+                Some(IdBlockRecord {
+                    id_block,
+                    id_auth,
+                    id_key_digest,
+                    author_key_digest,
+                    family_id,
+                    image_id,
+                    guest_svn,
+                })
+            }
+            (None, None, None, None, None, None) if w.author_key_digest.is_none() => None,
+            _ => {
+                return Err("an ID block needs all of `id_block`, `id_auth`, `id_key_digest`, `family_id`, \
+                            `image_id` and `guest_svn` (and `author_key_digest` only with them)"
+                    .to_owned())
+            }
+        };
+        Ok(SnpMeasurement {
+            platform: w.platform,
+            name: w.name,
+            shape: w.shape,
+            mode: w.mode,
+            vcpus: w.vcpus,
+            vcpu_type: w.vcpu_type,
+            vcpu_sig: w.vcpu_sig,
+            vmm_type: w.vmm_type,
+            guest_features: w.guest_features,
+            memory: w.memory,
+            policy: w.policy,
+            digest: w.digest,
+            inputs: w.inputs,
+            id,
+            qemu_args: w.qemu_args,
+            qemu_notes: w.qemu_notes,
+            qemu_unavailable: w.qemu_unavailable,
+        })
+    }
+}
+
+/// [`SnpMeasurement`] as it is written: the ID-block fields flat beside the others (the v1 layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnpMeasurementWire {
+    platform: String,
+    name: String,
+    shape: usize,
+    mode: String,
+    vcpus: u32,
+    vcpu_type: Option<String>,
+    vcpu_sig: String,
+    vmm_type: String,
+    guest_features: String,
+    memory: String,
+    policy: PolicyRecord,
+    digest: String,
+    inputs: SnpInputs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_block: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_auth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_key_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    author_key_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    family_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    guest_svn: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    qemu_args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    qemu_notes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    qemu_unavailable: Option<String>,
 }
 
 /// The measured bytes the TDX registers cover (`docs/specs/tdx-measurement.md`); the command line is the manifest's
@@ -360,12 +485,20 @@ pub struct TdxMeasurement {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ManifestError {
-    /// Not JSON, or not the v1 structure.
-    #[error("not a valid cvmforge manifest")]
+    /// Not JSON (or not UTF-8).
+    #[error("not a valid cvmforge manifest: not JSON")]
     Parse {
         /// The cause.
         #[source]
         source: serde_json::Error,
+    },
+    /// JSON, but a field is missing, unknown or of the wrong type.
+    #[error("not a valid cvmforge manifest: field `{path}`: {message}")]
+    Field {
+        /// Where, e.g. `initrd.entries[1].size` (`.` for the top level).
+        path: String,
+        /// What is wrong (serde's message, without a position: the path says where).
+        message: String,
     },
     /// No `schema` string.
     #[error("not a cvmforge manifest: no `schema` string (expected `{MANIFEST_SCHEMA}`)")]
@@ -401,7 +534,8 @@ impl Manifest {
         if schema != MANIFEST_SCHEMA {
             return Err(ManifestError::UnknownSchema { found: schema.to_string() });
         }
-        let manifest: Manifest = serde_json::from_value(value).map_err(|source| ManifestError::Parse { source })?;
+        let manifest: Manifest = serde_path_to_error::deserialize(value)
+            .map_err(|e| ManifestError::Field { path: e.path().to_string(), message: e.into_inner().to_string() })?;
         let count = manifest.measurements.snp.len() + manifest.measurements.tdx.len();
         if count > MAX_MEASURED_SHAPES {
             return Err(ManifestError::TooManyMeasurements { count });
@@ -483,13 +617,15 @@ mod tests {
                 initrd_sha256: "3".into(),
                 cmdline_sha256: "4".into(),
             },
-            id_block: Some("AA==".into()),
-            id_auth: None,
-            id_key_digest: None,
-            author_key_digest: None,
-            family_id: None,
-            image_id: None,
-            guest_svn: Some(0),
+            id: Some(IdBlockRecord {
+                id_block: "AA==".into(),
+                id_auth: "AQ==".into(),
+                id_key_digest: "ee".into(),
+                author_key_digest: None,
+                family_id: "00".repeat(16),
+                image_id: "11".repeat(16),
+                guest_svn: 0,
+            }),
             qemu_args: Some(vec!["-smp".into(), "2".into()]),
             qemu_notes: Some(vec![]),
             qemu_unavailable: None,
@@ -533,9 +669,41 @@ mod tests {
         let m = with_measurements();
         let text = m.to_json();
         assert_eq!(Manifest::from_json(&text).unwrap(), m);
-        assert!(text.contains("\"rtmr0\": null") && !text.contains("\"id_auth\""), "{text}");
+        // The ID block is written flat beside the other fields (the v1 layout), and an absent author key is omitted.
+        assert!(text.contains("\"rtmr0\": null") && text.contains("\"id_auth\": \"AQ==\""), "{text}");
+        assert!(!text.contains("author_key_digest") && !text.contains("\"id\""), "{text}");
         let extra = text.replacen("\"digest\": \"aa\"", "\"digest\": \"aa\", \"surprise\": 1", 1);
-        assert!(matches!(Manifest::from_json(&extra), Err(ManifestError::Parse { .. })));
+        let err = Manifest::from_json(&extra).unwrap_err();
+        assert!(err.to_string().contains("field `measurements.snp[0].surprise`: unknown field `surprise`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_an_id_block_with_some_of_its_fields() {
+        let text = with_measurements().to_json();
+        let partial = text.replacen("\"id_auth\": \"AQ==\",", "", 1);
+        let err = Manifest::from_json(&partial).unwrap_err();
+        assert!(err.to_string().contains("an ID block needs all of `id_block`, `id_auth`"), "{err}");
+        let mut without = with_measurements();
+        if let Some(snp) = without.measurements.snp.first_mut() {
+            snp.id = None;
+        }
+        let bare = without.to_json();
+        assert!(!bare.contains("id_block") && !bare.contains("guest_svn"), "{bare}");
+        assert_eq!(Manifest::from_json(&bare).unwrap(), without);
+        let author_only = bare.replacen("\"digest\": \"aa\"", "\"digest\": \"aa\", \"author_key_digest\": \"ff\"", 1);
+        assert!(Manifest::from_json(&author_only).is_err());
+    }
+
+    #[test]
+    fn rejects_fields_of_the_wrong_type_naming_their_path() {
+        let text = sample().to_json().replacen("\"size\": 0", "\"size\": -1", 1);
+        let err = Manifest::from_json(&text).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "not a valid cvmforge manifest: field `initrd.entries[0].size`: invalid value: integer `-1`"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -544,6 +712,7 @@ mod tests {
         assert!(matches!(Manifest::from_json(&text), Err(ManifestError::UnknownSchema { .. })));
         assert!(matches!(Manifest::from_json("[]"), Err(ManifestError::NoSchema)));
         let extra = sample().to_json().replacen('{', "{\"surprise\": 1,", 1);
-        assert!(matches!(Manifest::from_json(&extra), Err(ManifestError::Parse { .. })));
+        assert!(matches!(Manifest::from_json(&extra), Err(ManifestError::Field { .. })));
+        assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Parse { .. })));
     }
 }

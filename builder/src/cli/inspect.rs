@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{print_json, Ui};
 use cvmforge::format::{publication_limits, read_bundle, read_initrd, sniff, Container, EntryType, Limits};
+use cvmforge::manifest::Manifest;
 
 /// Version of the `--json` output.
 const SCHEMA_VERSION: u32 = 1;
@@ -87,9 +88,9 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
                     "`{shown}` is not an initrd or bundle, and is larger than a manifest may be ({cap} bytes)"
                 );
             }
-            let manifest: Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("`{shown}` is not a manifest: not valid JSON"))?;
-            read_manifest(&manifest).with_context(|| format!("`{shown}` is not a cvmforge manifest"))?
+            let text = String::from_utf8(bytes).with_context(|| format!("`{shown}` is not a manifest: not UTF-8"))?;
+            let manifest = Manifest::from_json(&text).with_context(|| format!("cannot inspect `{shown}`"))?;
+            read_manifest(&manifest)
         }
     };
     if ui.json {
@@ -152,11 +153,11 @@ fn inspect_bundle(path: &Path, file: std::io::BufReader<std::fs::File>) -> anyho
         .map(|e| archive_row(&e.path, e.file_type, e.mode & 0o7777, e.size, &e.sha256, e.link_target.as_deref()))
         .collect();
     let (policy, modules) = match bundle.member(cvmforge::build::MANIFEST_FILE) {
-        Some(member) => {
-            let manifest: Value = serde_json::from_slice(member)
-                .with_context(|| format!("`{}`: member `manifest.json` is not valid JSON", path.display()))?;
-            let read = read_manifest(&manifest)
-                .with_context(|| format!("`{}`: member `manifest.json` is not a cvmforge manifest", path.display()))?;
+        Some(member_bytes) => {
+            let member = |what: &str| format!("`{}`: member `manifest.json` {what}", u(&path.to_string_lossy()));
+            let text = std::str::from_utf8(member_bytes).map_err(|_| anyhow::anyhow!(member("is not UTF-8")))?;
+            let manifest = Manifest::from_json(text).with_context(|| member("cannot be read"))?;
+            let read = read_manifest(&manifest);
             (read.policy, read.modules)
         }
         None => (Value::Null, Value::Null),
@@ -189,45 +190,27 @@ fn archive_row(path: &str, kind: EntryType, mode: u32, size: u64, sha256: &[u8; 
     }
 }
 
-/// Extracts the entries and the sealing section, naming the first field that is missing or of the wrong type.
-fn read_manifest(manifest: &Value) -> anyhow::Result<Output> {
+/// The entries and the sealing section of a (typed, already checked) manifest.
+fn read_manifest(manifest: &Manifest) -> Output {
     let entries = manifest
-        .pointer("/initrd/entries")
-        .and_then(Value::as_array)
-        .context("field `initrd.entries` is missing or not a list")?;
-    let entries = entries.iter().enumerate().map(|(i, e)| entry_row(i, e)).collect::<anyhow::Result<Vec<_>>>()?;
-    let policy = match manifest.get("sealing") {
-        Some(Value::Object(map)) if map.is_empty() => Value::Null,
-        Some(v @ Value::Object(_)) | Some(v @ Value::Null) => v.clone(),
-        None => Value::Null,
-        Some(_) => anyhow::bail!("field `sealing` is not an object"),
+        .initrd
+        .entries
+        .iter()
+        .map(|e| EntryRow {
+            path: e.path.clone(),
+            kind: e.kind.name().to_owned(),
+            mode: e.mode.clone(),
+            size: e.size,
+            sha256: e.sha256.clone(),
+            target: e.target.clone(),
+        })
+        .collect();
+    let policy = match &manifest.sealing {
+        sealing if sealing.is_empty() => Value::Null,
+        sealing => Value::Object(sealing.clone().into_iter().collect()),
     };
-    let modules = policy.get("modules").or_else(|| manifest.get("modules")).cloned().unwrap_or(Value::Null);
-    Ok(Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: None })
-}
-
-fn entry_row(index: usize, entry: &Value) -> anyhow::Result<EntryRow> {
-    let field = |name: &str| format!("field `initrd.entries[{index}].{name}`");
-    let string = |name: &str| -> anyhow::Result<String> {
-        let value = entry.get(name).and_then(Value::as_str);
-        Ok(value.with_context(|| format!("{} is missing or not a string", field(name)))?.to_string())
-    };
-    let optional = |name: &str| -> anyhow::Result<Option<String>> {
-        match entry.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => anyhow::bail!("{} is not a string", field(name)),
-        }
-    };
-    let size = entry.get("size").and_then(Value::as_u64);
-    Ok(EntryRow {
-        path: string("path")?,
-        kind: string("type")?,
-        mode: string("mode")?,
-        size: size.with_context(|| format!("{} is missing or not a non-negative integer", field("size")))?,
-        sha256: optional("sha256")?,
-        target: optional("target")?,
-    })
+    let modules = policy.get("modules").cloned().unwrap_or(Value::Null);
+    Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: None }
 }
 
 /// Everything a listing shows comes from the file being inspected: escaped and bounded (see `display`).

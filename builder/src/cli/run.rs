@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{Hinted, Ui, UsageError};
 use cvmforge::display::untrusted;
 use cvmforge::format::{publication_limits, read_bundle, EntryType, Limits};
+use cvmforge::manifest::Manifest;
 use cvmforge::qemu::{
     is_kernel_panic, shell_line, smoke_boot_args, Accel, PortForward, SmokeBoot, CMDLINE_FILE, INITRD_FILE,
     KERNEL_FILE, MANIFEST_FILE, QEMU_BINARY,
@@ -277,16 +277,16 @@ impl Image {
         path.to_str().map(str::to_owned).with_context(|| format!("path `{}` is not UTF-8", path.display()))
     }
 
-    fn manifest(&self) -> anyhow::Result<Option<Value>> {
+    fn manifest(&self) -> anyhow::Result<Option<Manifest>> {
         let path = self.dir.join(MANIFEST_FILE);
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(None);
         }
         let text = cvmforge::manifest::read_manifest_file(&path, cvmforge::manifest::MAX_MANIFEST_SIZE)
             .with_context(|| format!("cannot read `{}`", untrusted(&path.to_string_lossy())))?;
-        let value = serde_json::from_str(&text)
-            .with_context(|| format!("`{MANIFEST_FILE}` of the {} is not valid JSON", self.origin()))?;
-        Ok(Some(value))
+        let manifest =
+            Manifest::from_json(&text).with_context(|| format!("`{MANIFEST_FILE}` of the {}", self.origin()))?;
+        Ok(Some(manifest))
     }
 }
 
@@ -341,8 +341,8 @@ struct ShapeCommand {
     technology: &'static str,
     /// Index in `measurements.<technology>`.
     index: usize,
-    /// The shape's `name` or `label`, if it has one.
-    name: Option<String>,
+    /// The entry's `name`.
+    name: String,
     /// The whole command, one shell-quoted line; `None` if the manifest records none for this shape.
     command_line: Option<String>,
     /// Notes recorded with the command (`qemu_notes`), and why there is none (`qemu_unavailable`).
@@ -420,8 +420,8 @@ fn render_commands(doc: &PrintedCommands) -> String {
     out.push_str("# Confidential launches of the measured shapes (run in the output directory):\n");
     for shape in &doc.shapes {
         let technology = if shape.technology == "snp" { "SEV-SNP" } else { "TDX" };
-        let name = shape.name.as_deref().map(|n| format!(" ({})", untrusted(n))).unwrap_or_default();
-        out.push_str(&format!("# {technology} shape {}[{}]{name}:\n", shape.technology, shape.index));
+        let name = untrusted(&shape.name);
+        out.push_str(&format!("# {technology} shape {}[{}] ({name}):\n", shape.technology, shape.index));
         for note in &shape.notes {
             out.push_str(&format!("#   note: {}\n", untrusted(note)));
         }
@@ -434,50 +434,43 @@ fn render_commands(doc: &PrintedCommands) -> String {
     out
 }
 
-/// Reads `measurements.snp[*]` and `measurements.tdx[*]` generically: each shape may carry `qemu_args` (argv after
-/// the binary), or `qemu_command` (a whole line, or a whole argv), plus `qemu_notes` and `qemu_unavailable`.
-fn shape_commands(manifest: &Value) -> Vec<ShapeCommand> {
-    let mut out = Vec::new();
-    for technology in ["snp", "tdx"] {
-        let Some(shapes) = manifest.pointer(&format!("/measurements/{technology}")).and_then(Value::as_array) else {
-            continue;
-        };
-        for (index, shape) in shapes.iter().enumerate() {
-            let name = ["name", "label"].iter().find_map(|k| shape.get(k).and_then(Value::as_str)).map(str::to_owned);
-            let mut notes = strings(shape.get("qemu_notes"));
-            notes.extend(strings(shape.get("qemu_unavailable")));
-            out.push(ShapeCommand { technology, index, name, command_line: shape_command_line(shape), notes });
-        }
-    }
-    out
+/// The launch command every measured shape records (`qemu_args`, `qemu_notes`, `qemu_unavailable`).
+fn shape_commands(manifest: &Manifest) -> Vec<ShapeCommand> {
+    let m = &manifest.measurements;
+    let snp = m
+        .snp
+        .iter()
+        .enumerate()
+        .map(|(i, s)| shape_command("snp", i, &s.name, &s.qemu_args, &s.qemu_notes, &s.qemu_unavailable));
+    let tdx = m
+        .tdx
+        .iter()
+        .enumerate()
+        .map(|(i, s)| shape_command("tdx", i, &s.name, &s.qemu_args, &s.qemu_notes, &s.qemu_unavailable));
+    snp.chain(tdx).collect()
 }
 
-fn shape_command_line(shape: &Value) -> Option<String> {
-    if let Some(args) = string_array(shape.get("qemu_args")) {
+fn shape_command(
+    technology: &'static str,
+    index: usize,
+    name: &str,
+    args: &Option<Vec<String>>,
+    notes: &Option<Vec<String>>,
+    unavailable: &Option<String>,
+) -> ShapeCommand {
+    let command_line = args.as_ref().map(|args| {
         let mut argv = vec![QEMU_BINARY.to_owned()];
-        argv.extend(args);
-        return Some(shell_line(&argv));
-    }
-    // A whole line as one string is never printed: it could hold anything, including a second command.
-    string_array(shape.get("qemu_command")).map(|argv| shell_line(&argv))
+        argv.extend(args.iter().cloned());
+        shell_line(&argv)
+    });
+    let notes = notes.iter().flatten().chain(unavailable).cloned().collect();
+    ShapeCommand { technology, index, name: name.to_owned(), command_line, notes }
 }
 
 /// Human output echoes the manifest, which is untrusted: a line is printed only if it cannot spill into the next one
 /// (a newline inside quotes would still end a `#` comment or look like a second command).
 fn printable_line(line: &str) -> Option<&str> {
     (!line.chars().any(char::is_control)).then_some(line)
-}
-
-/// A string, or an array of strings, as a list.
-fn strings(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => vec![s.clone()],
-        other => string_array(other).unwrap_or_default(),
-    }
-}
-
-fn string_array(value: Option<&Value>) -> Option<Vec<String>> {
-    value?.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -766,19 +759,5 @@ mod tests {
         assert!(read_line_bounded(&mut reader, &mut line).unwrap());
         assert_eq!(line, b"end");
         assert!(!read_line_bounded(&mut reader, &mut line).unwrap());
-    }
-
-    #[test]
-    fn shape_commands_read_every_recorded_form() {
-        let manifest = serde_json::json!({"measurements": {
-            "snp": [{"qemu_command": ["qemu-system-x86_64", "-append", "a b"]}, {"qemu_args": ["-smp", 1]}],
-            "tdx": "not an array"
-        }});
-        let shapes = shape_commands(&manifest);
-        assert_eq!(shapes.len(), 2);
-        assert_eq!(shapes[0].command_line.as_deref(), Some("qemu-system-x86_64 -append 'a b'"));
-        // A non-string argument makes the record unusable rather than silently dropped.
-        assert_eq!(shapes[1].command_line, None);
-        assert!(shape_commands(&serde_json::json!({})).is_empty());
     }
 }

@@ -77,12 +77,20 @@ fn json_output_carries_entries_and_the_policy_section() {
     assert_eq!(keys, vec!["entries", "modules", "policy", "schema_version"]);
 }
 
+/// The fixture, parsed, for tests that change one field of a valid manifest.
+fn fixture_json() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture()).unwrap()).unwrap()
+}
+
 #[test]
 fn manifest_without_sealing_section_says_not_checked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manifest.json");
-    let doc = r#"{"initrd": {"entries": [{"path": "/init", "type": "file", "mode": "0755", "size": 3, "sha256": "ab"}]}, "sealing": {}}"#;
-    std::fs::write(&path, doc).unwrap();
+    let mut doc = fixture_json();
+    doc["initrd"]["entries"] =
+        serde_json::json!([{"path": "/init", "type": "file", "mode": "0755", "size": 3, "sha256": "ab"}]);
+    doc["sealing"] = serde_json::json!({});
+    std::fs::write(&path, doc.to_string()).unwrap();
     let out = inspect(&[], &path);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).ends_with(
@@ -184,31 +192,42 @@ fn rejects_truncated_initrd_and_bundle() {
     assert_fails(&path, &format!("cannot read bundle `{}`", path.display()), None);
 }
 
+/// Issue 10: `inspect` reads the typed manifest; a bad field is named by its path.
 #[test]
 fn rejects_manifests_naming_the_bad_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manifest.json");
-    let cases = [
-        (r#"{"initrd": {}}"#, "field `initrd.entries` is missing or not a list"),
-        (
-            r#"{"initrd": {"entries": [{"path": "/a", "type": "file", "mode": "0644", "size": 1}, {"path": "/b", "type": "file", "mode": "0644", "size": -1}]}}"#,
-            "field `initrd.entries[1].size` is missing or not a non-negative integer",
-        ),
-        (
-            r#"{"initrd": {"entries": [{"path": "/a", "type": "file", "mode": 420, "size": 1}]}}"#,
-            "field `initrd.entries[0].mode` is missing or not a string",
-        ),
-        (r#"{"initrd": {"entries": []}, "sealing": 3}"#, "field `sealing` is not an object"),
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 4] = [
+        ("field `initrd`: missing field `entries`", |d| {
+            d["initrd"].as_object_mut().unwrap().remove("entries");
+        }),
+        ("field `initrd.entries[1].size`: invalid value: integer `-1`, expected u64", |d| {
+            d["initrd"]["entries"][1]["size"] = (-1).into()
+        }),
+        ("field `initrd.entries[0].mode`: invalid type: integer `420`, expected a string", |d| {
+            d["initrd"]["entries"][0]["mode"] = 420.into()
+        }),
+        ("field `sealing`: invalid type: integer `3`, expected a map", |d| d["sealing"] = 3.into()),
     ];
-    for (doc, cause) in cases {
-        std::fs::write(&path, doc).unwrap();
+    for (cause, edit) in edits {
+        let mut doc = fixture_json();
+        edit(&mut doc);
+        std::fs::write(&path, doc.to_string()).unwrap();
         let out = inspect(&[], &path);
         assert_eq!(out.status.code(), Some(1));
-        let expected = format!("error: `{}` is not a cvmforge manifest\n  caused by: {cause}\n", path.display());
+        let expected = format!(
+            "error: cannot inspect `{}`\n  caused by: not a valid cvmforge manifest: {cause}\n",
+            path.display()
+        );
         assert_eq!(text(&out.stderr), expected);
     }
     std::fs::write(&path, "not json").unwrap();
-    assert_fails(&path, &format!("`{}` is not a manifest: not valid JSON", path.display()), None);
+    assert_fails(
+        &path,
+        &format!("cannot inspect `{}`\n  caused by: not a valid cvmforge manifest: not JSON", path.display()),
+        None,
+    );
     assert_fails(&dir.path().join("absent.json"), "cannot read `", None);
 }
 

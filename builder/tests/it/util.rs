@@ -305,3 +305,108 @@ macro_rules! skip_test {
     ($($arg:tt)*) => { $crate::util::skipped(&format!($($arg)*)) };
 }
 pub(crate) use skip_test;
+
+/// A valid v1 manifest (the typed `Manifest`, as JSON) whose only content is the given measurement entries: for the
+/// commands that read a manifest (`run --print-command`, `inspect`).
+pub(crate) fn manifest_with(
+    snp: Vec<cvmforge::manifest::SnpMeasurement>,
+    tdx: Vec<cvmforge::manifest::TdxMeasurement>,
+) -> String {
+    use cvmforge::manifest::*;
+    let compression = cvmforge::format::compress::describe(&cvmforge::format::compress::Compression::None);
+    Manifest {
+        schema: MANIFEST_SCHEMA.to_owned(),
+        cvmforge_version: "0.1.0".into(),
+        recipe: RecipeRecord {
+            name: "demo".into(),
+            version: "1.0".into(),
+            path: "demo.yaml".into(),
+            sha256: "00".repeat(32),
+        },
+        source_date_epoch: 0,
+        inputs: vec![],
+        outputs: vec![],
+        initrd: InitrdRecord {
+            compression,
+            uncompressed_sha256: "00".repeat(32),
+            uncompressed_size: 0,
+            entries: vec![],
+        },
+        kernel: KernelRecord { boot_protocol: "2.15".into(), version: None, cmdline: "console=ttyS0".into() },
+        measurements: Measurements { snp, tdx },
+        sealing: Default::default(),
+    }
+    .to_json()
+}
+
+/// The QEMU fields of a measurement entry: `qemu_args`, `qemu_notes`, `qemu_unavailable`.
+pub(crate) type QemuFields<'a> = (Option<&'a [&'a str]>, Option<&'a [&'a str]>, Option<&'a str>);
+
+fn strings(list: Option<&[&str]>) -> Option<Vec<String>> {
+    list.map(|l| l.iter().map(|s| (*s).to_owned()).collect())
+}
+
+/// An SEV-SNP measurement entry named `name` with the given QEMU fields (the digests are made up).
+pub(crate) fn snp_entry(name: &str, (args, notes, unavailable): QemuFields<'_>) -> cvmforge::manifest::SnpMeasurement {
+    use cvmforge::manifest::*;
+    SnpMeasurement {
+        platform: "snp".into(),
+        name: name.into(),
+        shape: 0,
+        mode: "snp".into(),
+        vcpus: 1,
+        vcpu_type: Some("EPYC-v4".into()),
+        vcpu_sig: "0xa00f11".into(),
+        vmm_type: "QEMU".into(),
+        guest_features: "0x1".into(),
+        memory: "2G".into(),
+        policy: PolicyRecord { value: "0x30000".into(), fields: Default::default(), warnings: vec![] },
+        digest: "aa".repeat(48),
+        inputs: SnpInputs {
+            firmware_sha256: "11".repeat(32),
+            kernel_sha256: "22".repeat(32),
+            initrd_sha256: "33".repeat(32),
+            cmdline_sha256: "44".repeat(32),
+        },
+        id: None,
+        qemu_args: strings(args),
+        qemu_notes: strings(notes),
+        qemu_unavailable: unavailable.map(str::to_owned),
+    }
+}
+
+/// A TDX measurement entry named `name` with the given QEMU fields (the digests are made up).
+pub(crate) fn tdx_entry(name: &str, (args, notes, unavailable): QemuFields<'_>) -> cvmforge::manifest::TdxMeasurement {
+    use cvmforge::manifest::*;
+    TdxMeasurement {
+        platform: "tdx".into(),
+        name: name.into(),
+        shape: 0,
+        memory: "8G".into(),
+        memory_bytes: 8 << 30,
+        vcpus: 1,
+        page_order: "single-pass".into(),
+        qemu_version: "10.2".into(),
+        qemu_version_assumed: true,
+        qemu_kernel_patching: false,
+        cmdline_layout: "prefix".into(),
+        cmdline_layout_source: "given".into(),
+        mrtd: "55".repeat(48),
+        rtmr0: None,
+        rtmr0_unavailable: Some("not modelled".into()),
+        rtmr1: "66".repeat(48),
+        rtmr2: "77".repeat(48),
+        rtmr3: "00".repeat(48),
+        inputs: TdxInputs {
+            firmware_sha256: "11".repeat(32),
+            kernel_sha256: "22".repeat(32),
+            initrd_sha384: "33".repeat(48),
+            initrd_size: 1,
+        },
+        secure_boot: SecureBootRecord { pk_enrolled: false, microsoft_db: false },
+        warnings: vec![],
+        qemu_args: strings(args),
+        qemu_notes: strings(notes),
+        qemu_unavailable: unavailable.map(str::to_owned),
+    }
+}

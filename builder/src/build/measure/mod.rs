@@ -28,7 +28,7 @@ use thiserror::Error;
 
 mod tdx;
 
-use crate::manifest::{Measurements, PolicyRecord, SnpInputs, SnpMeasurement};
+use crate::manifest::{IdBlockRecord, Measurements, PolicyRecord, SnpInputs, SnpMeasurement};
 use crate::qemu::{self, FragmentError, QemuFragment, SnpIdArgs, SnpLaunchShape};
 use crate::recipe::{LoadedRecipe, PolicyValue, SnpShape, VcpuCount};
 
@@ -469,13 +469,7 @@ fn snp_entry(
         policy: policy_record(shape.policy),
         digest: hex::encode(digest),
         inputs: inputs.clone(),
-        id_block: None,
-        id_auth: None,
-        id_key_digest: None,
-        author_key_digest: None,
-        family_id: None,
-        image_id: None,
-        guest_svn: None,
+        id: None,
         qemu_args: None,
         qemu_notes: None,
         qemu_unavailable: None,
@@ -498,13 +492,15 @@ fn snp_entry(
             id_auth: id_auth.clone(),
             author_key: id.author_key.is_some(),
         });
-        entry.id_block = Some(id_block);
-        entry.id_auth = Some(id_auth);
-        entry.id_key_digest = Some(hex::encode(signed.id_key_digest()));
-        entry.author_key_digest = signed.author_key_digest().map(hex::encode);
-        entry.family_id = Some(hex::encode(id.family_id));
-        entry.image_id = Some(hex::encode(id.image_id));
-        entry.guest_svn = Some(id.guest_svn);
+        entry.id = Some(IdBlockRecord {
+            id_block,
+            id_auth,
+            id_key_digest: signed.id_key_digest().to_string(),
+            author_key_digest: signed.author_key_digest().map(|d| d.to_string()),
+            family_id: hex::encode(id.family_id),
+            image_id: hex::encode(id.image_id),
+            guest_svn: id.guest_svn,
+        });
     }
     let launch = SnpLaunchShape {
         vmm: shape.vmm,
@@ -596,13 +592,7 @@ mod tests {
                     initrd_sha256: String::new(),
                     cmdline_sha256: String::new(),
                 },
-                id_block: None,
-                id_auth: None,
-                id_key_digest: None,
-                author_key_digest: None,
-                family_id: None,
-                image_id: None,
-                guest_svn: None,
+                id: None,
                 qemu_args: None,
                 qemu_notes: None,
                 qemu_unavailable: None,
