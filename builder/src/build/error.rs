@@ -178,3 +178,22 @@ impl From<MeasureError> for BuildError {
         BuildError::Measure(Box::new(error))
     }
 }
+
+impl BuildError {
+    /// What the user can do about this error, when there is a usual remedy (printed as `hint:` by the CLI).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            BuildError::OutputExists { .. } => Some("pass --force to replace it, or choose another -o directory"),
+            BuildError::InputOutsideTree { .. } => Some(
+                "set `root:` in the recipe to a directory that contains the input, or `follow_symlinks: true` to allow it",
+            ),
+            BuildError::Lock(LockError::Differs { .. }) => Some(
+                "if the new inputs are intended, build once without --locked to update the lock file, and commit it",
+            ),
+            BuildError::Lock(LockError::Missing { .. }) => {
+                Some("build once without --locked to create the lock file, and commit it")
+            }
+            _ => None,
+        }
+    }
+}

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use cvmforge::build::{self, BuildError, BuildOptions, BuildReport, Progress, Step};
-use cvmforge::recipe::lock::LockError;
 use cvmforge::seal::policy::Verdict;
 
-use super::{Hinted, Ui, UsageError};
+use super::{CliResult, Failure, Ui};
 
 /// Arguments of `cvmforge build`.
 #[derive(Debug, clap::Args)]
@@ -46,10 +45,10 @@ pub(crate) struct Args {
 }
 
 /// Runs the build and prints the summary (or the [`BuildReport`] as JSON).
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     if !args.recipe.is_file() {
         let what = if args.recipe.is_dir() { "is a directory" } else { "does not exist" };
-        return Err(UsageError(format!("recipe `{}` {what}", args.recipe.display())).into());
+        return Err(Failure::usage(format!("recipe `{}` {what}", args.recipe.display())));
     }
     let jobs = match args.jobs {
         Some(n) => usize::try_from(n)?,
@@ -87,29 +86,10 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn with_hint(err: BuildError, options: &BuildOptions) -> anyhow::Error {
-    let hint = match &err {
-        BuildError::OutputExists { .. } => {
-            Some("pass --force to replace it, or choose another -o directory".to_string())
-        }
-        BuildError::InputOutsideTree { .. } => Some(
-            "set `root:` in the recipe to a directory that contains the input, or `follow_symlinks: true` to allow it"
-                .to_string(),
-        ),
-        BuildError::Lock(LockError::Differs { .. }) => Some(
-            "if the new inputs are intended, build once without --locked to update the lock file, and commit it"
-                .to_string(),
-        ),
-        BuildError::Lock(LockError::Missing { .. }) => {
-            Some("build once without --locked to create the lock file, and commit it".to_string())
-        }
-        _ => None,
-    };
-    let message = format!("cannot build `{}`", options.recipe.display());
-    match hint {
-        Some(hint) => anyhow::Error::new(err).context(Hinted { message, hint }),
-        None => anyhow::Error::new(err).context(message),
-    }
+fn with_hint(err: BuildError, options: &BuildOptions) -> Failure {
+    let hint = err.hint();
+    Failure::from(anyhow::Error::new(err).context(format!("cannot build `{}`", options.recipe.display())))
+        .with_hint(hint)
 }
 
 /// The human summary of a build.

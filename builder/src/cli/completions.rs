@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap_complete::Shell;
 
+use super::CliResult;
+
 /// Arguments of `cvmforge completions`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -15,7 +17,7 @@ pub(crate) struct Args {
 }
 
 /// Writes the completion script to stdout.
-pub(crate) fn run(args: Args, command: &mut clap::Command) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, command: &mut clap::Command) -> CliResult {
     clap_complete::generate(args.shell, command, "cvmforge", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
 }

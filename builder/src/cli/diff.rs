@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{print_json, Hinted, Ui, UsageError};
+use super::{print_json, CliResult, Failure, Ui};
 use cvmforge::diff::{diff_paths, DiffError};
 use cvmforge::format::Limits;
 
@@ -27,7 +27,7 @@ pub(crate) struct Args {
 }
 
 /// Compares the two builds and prints one line per difference (or, with `--json`, the report).
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     let report = match diff_paths(&args.a, &args.b, &Limits::default()) {
         Ok(report) => report,
         Err(err) => return Err(trouble(err, &args)),
@@ -45,17 +45,8 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
 }
 
 /// Every failure of `diff` exits 2 (see the module docs); a kind mismatch gets a hint.
-fn trouble(err: DiffError, args: &Args) -> anyhow::Error {
+fn trouble(err: DiffError, args: &Args) -> Failure {
     let summary = format!("cannot compare `{}` and `{}`", args.a.display(), args.b.display());
-    let inner = match &err {
-        // No source chain is lost here: a kind mismatch has no cause.
-        DiffError::KindMismatch { .. } => anyhow::Error::new(Hinted {
-            message: err.to_string(),
-            hint: "give two of the same kind: two output directories or bundles (or one of each), two initrds, two \
-                   manifests, or two other files"
-                .to_string(),
-        }),
-        _ => anyhow::Error::new(err),
-    };
-    inner.context(UsageError(summary))
+    let hint = err.hint();
+    Failure::from(err).context(summary).with_hint(hint).usage_error()
 }

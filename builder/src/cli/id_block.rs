@@ -17,7 +17,7 @@ use cvmforge_measure::snp::id_block::{
 use cvmforge_measure::snp::policy::{GuestPolicy, PolicyWarning};
 use serde::Serialize;
 
-use super::{Hinted, Ui};
+use super::{CliResult, Failure, Ui};
 
 /// Version of the `--json` document below; bumped on any incompatible change.
 const SCHEMA_VERSION: u32 = 1;
@@ -112,7 +112,7 @@ struct PolicyDoc {
 }
 
 /// Runs `cvmforge id-block`.
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     let policy = parse_policy(&args.policy)?;
     let block = IdBlock {
         launch_digest: parse_digest(&args.measurement)?,
@@ -136,7 +136,7 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_policy(text: &str) -> anyhow::Result<GuestPolicy> {
+fn parse_policy(text: &str) -> CliResult<GuestPolicy> {
     let policy: GuestPolicy = text.parse().context("invalid --policy")?;
     policy.validate().map_err(|e| {
         hinted(e, "the default `0x30000` allows SMT and sets the must-be-one bit 17; bits 63:26 must be zero")
@@ -146,7 +146,7 @@ fn parse_policy(text: &str) -> anyhow::Result<GuestPolicy> {
 }
 
 /// Accepts 96 hex digits (optionally `0x`-prefixed) or base64 (as `sev-snp-measure` prints and takes).
-fn parse_digest(text: &str) -> anyhow::Result<LaunchDigest> {
+fn parse_digest(text: &str) -> CliResult<LaunchDigest> {
     let trimmed = text.trim();
     let hex_digits = trimmed.strip_prefix("0x").unwrap_or(trimmed);
     let candidates = [hex::decode(hex_digits).ok(), BASE64.decode(trimmed).ok()];
@@ -168,16 +168,15 @@ fn parse_id(text: &str, flag: &'static str) -> anyhow::Result<[u8; ID_LEN]> {
         .map_err(|_| anyhow::anyhow!("{flag} `{text}` is {} bytes, expected {ID_LEN} (32 hex digits)", bytes.len()))
 }
 
-fn load_key(path: &Path, what: &str) -> anyhow::Result<SnpSigningKey> {
+fn load_key(path: &Path, what: &str) -> CliResult<SnpSigningKey> {
     let text = fs_err::read_to_string(path).with_context(|| format!("cannot read {what} `{}`", path.display()))?;
     SnpSigningKey::from_pem(&text)
         .map_err(|e| hinted(e, KEYGEN_HINT).context(format!("cannot load {what} `{}`", path.display())))
 }
 
-/// Wraps `cause` so that `cli::main` prints it as `caused by:` followed by `hint:` (the printer finds hints only
-/// on errors in the chain, not on context layers).
-fn hinted(cause: impl std::fmt::Display, hint: &str) -> anyhow::Error {
-    anyhow::Error::new(Hinted { message: cause.to_string(), hint: hint.to_owned() })
+/// `cause` (printed as `caused by:` under the context added to it) with `hint`.
+fn hinted(cause: impl std::fmt::Display, hint: &str) -> Failure {
+    Failure::hinted(anyhow::anyhow!("{cause}"), hint)
 }
 
 fn warning_doc(w: PolicyWarning) -> WarningDoc {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{print_json, Ui};
+use super::{print_json, CliResult, Ui};
 use cvmforge::format::{publication_limits, read_bundle, read_initrd, sniff, Container, EntryType, Limits};
 use cvmforge::manifest::Manifest;
 
@@ -72,7 +72,7 @@ struct ArchiveInfo {
 }
 
 /// Reads the manifest, initrd or bundle and prints its entries and policy verdict.
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     let shown = u(&args.path.to_string_lossy());
     let (mut file, head) = open_input(&args.path).with_context(|| format!("cannot read `{shown}`"))?;
     let output = match sniff(&head) {
@@ -84,9 +84,10 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
             let cap = cvmforge::manifest::MAX_MANIFEST_SIZE;
             (&mut file).take(cap + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read `{shown}`"))?;
             if bytes.len() as u64 > cap {
-                anyhow::bail!(
+                return Err(anyhow::anyhow!(
                     "`{shown}` is not an initrd or bundle, and is larger than a manifest may be ({cap} bytes)"
-                );
+                )
+                .into());
             }
             let text = String::from_utf8(bytes).with_context(|| format!("`{shown}` is not a manifest: not UTF-8"))?;
             let manifest = Manifest::from_json(&text).with_context(|| format!("cannot inspect `{shown}`"))?;

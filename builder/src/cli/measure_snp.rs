@@ -19,7 +19,7 @@ use cvmforge_measure::snp::vcpu_types::{cpu_sig, wrap_u64, VcpuType};
 use cvmforge_measure::snp::vmm_types::VmmType;
 use serde::Serialize;
 
-use super::{Hinted, Ui, UsageError};
+use super::{CliResult, Failure, Ui};
 use cvmforge::sys::mapped::InputBytes;
 use cvmforge::sys::sched::spawn_promptly;
 
@@ -141,10 +141,10 @@ pub(crate) fn parse_py_int(s: &str, auto_base: bool) -> Option<i128> {
     Some(if neg { -value } else { value })
 }
 
-fn int_arg(flag: &str, value: &str, auto_base: bool) -> anyhow::Result<i128> {
+fn int_arg(flag: &str, value: &str, auto_base: bool) -> CliResult<i128> {
     parse_py_int(value, auto_base).ok_or_else(|| {
         let kind = if auto_base { "integer (decimal, 0x, 0o or 0b)" } else { "decimal integer" };
-        UsageError(format!("argument {flag}: invalid value `{value}`, expected a {kind}")).into()
+        Failure::usage(format!("argument {flag}: invalid value `{value}`, expected a {kind}"))
     })
 }
 
@@ -166,23 +166,22 @@ impl VcpuCounts {
 
 const MAX_VCPUS: i128 = 1 << 20;
 
-fn count(value: &str, n: i128) -> anyhow::Result<u32> {
+fn count(value: &str, n: i128) -> CliResult<u32> {
     if n > MAX_VCPUS {
-        return Err(UsageError(format!("argument --vcpus: `{value}` is more than {MAX_VCPUS} vCPUs")).into());
+        return Err(Failure::usage(format!("argument --vcpus: `{value}` is more than {MAX_VCPUS} vCPUs")));
     }
     // sev-snp-measure accepts 0 and negative counts and measures no VMSA page; no guest launches that way, and a
     // recipe refuses 0, so this is refused (docs/NOTES.md records the difference).
     if n < 1 {
-        return Err(UsageError(format!(
+        return Err(Failure::usage(format!(
             "argument --vcpus: `{value}` has a count below 1; a guest has at least one vCPU"
-        ))
-        .into());
+        )));
     }
     Ok(u32::try_from(n).unwrap_or(0))
 }
 
-fn parse_vcpus(value: &str) -> anyhow::Result<VcpuCounts> {
-    let bad = || UsageError(format!("argument --vcpus: invalid value `{value}`, expected N, A-B or A,B,C"));
+fn parse_vcpus(value: &str) -> CliResult<VcpuCounts> {
+    let bad = || Failure::usage(format!("argument --vcpus: invalid value `{value}`, expected N, A-B or A,B,C"));
     if let Some(n) = parse_py_int(value, false) {
         return Ok(VcpuCounts::One(count(value, n)?));
     }
@@ -202,8 +201,8 @@ fn parse_vcpus(value: &str) -> anyhow::Result<VcpuCounts> {
     Ok(VcpuCounts::Table(out))
 }
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure::usage(msg.into())
 }
 
 /// Every integer argument, parsed up front as argparse does (a bad value is refused even when unused).
@@ -217,7 +216,7 @@ struct Ints {
     vcpus: Option<VcpuCounts>,
 }
 
-fn parse_ints(args: &Opts) -> anyhow::Result<Ints> {
+fn parse_ints(args: &Opts) -> CliResult<Ints> {
     let opt = |flag: &str, v: &Option<String>, auto| v.as_deref().map(|s| int_arg(flag, s, auto)).transpose();
     Ok(Ints {
         sig: opt("--vcpu-sig", &args.vcpu_sig, true)?,
@@ -232,7 +231,7 @@ fn parse_ints(args: &Opts) -> anyhow::Result<Ints> {
 
 /// The reference's `get_vcpu_sig`: family/model/stepping, else `--vcpu-sig`, else `--vcpu-type`; zero values count
 /// as absent, as Python's truthiness makes them.
-fn vcpu_sig(args: &Opts, ints: &Ints, mode: Mode, vmm: VmmType) -> anyhow::Result<u64> {
+fn vcpu_sig(args: &Opts, ints: &Ints, mode: Mode, vmm: VmmType) -> CliResult<u64> {
     if mode == Mode::Sev {
         return Ok(0);
     }
@@ -286,7 +285,7 @@ struct HashedInputs {
 /// 12 MiB kernel takes about 7 ms), so this thread starts on it at once. A helper first maps the kernel's pages
 /// (so that this thread takes no page faults), then hashes the initrd and the firmware pages; whoever finishes first
 /// helps with the pages that are left. The page digests land in page order whoever computed them.
-fn hash_inputs(args: &Opts, mode: Mode) -> anyhow::Result<HashedInputs> {
+fn hash_inputs(args: &Opts, mode: Mode) -> CliResult<HashedInputs> {
     let ovmf = InputBytes::open(&args.ovmf)?;
     let kernel = given(&args.kernel).map(InputBytes::open).transpose()?;
     let pool = PageDigestPool::new(if mode.is_snp() { &ovmf } else { &[] });
@@ -311,18 +310,20 @@ fn hash_inputs(args: &Opts, mode: Mode) -> anyhow::Result<HashedInputs> {
 }
 
 /// `bytes.fromhex`: pairs of hex digits, optionally separated by ASCII whitespace.
-fn parse_ovmf_hash(s: &str) -> anyhow::Result<Sha384> {
+fn parse_ovmf_hash(s: &str) -> CliResult<Sha384> {
     let compact: String = s.split_ascii_whitespace().collect();
-    let hint = || Hinted {
-        message: format!("--snp-ovmf-hash `{s}` is not a 48-byte hex string"),
-        hint: "use the output of `cvmforge measure snp --mode snp:ovmf-hash --ovmf <file>`".into(),
+    let hint = || {
+        Failure::hinted(
+            anyhow::anyhow!("--snp-ovmf-hash `{s}` is not a 48-byte hex string"),
+            "use the output of `cvmforge measure snp --mode snp:ovmf-hash --ovmf <file>`",
+        )
     };
     let bytes = hex::decode(&compact).map_err(|_| hint())?;
-    Ok(Sha384::from_slice(&bytes).map_err(|_| hint())?)
+    Sha384::from_slice(&bytes).map_err(|_| hint())
 }
 
 /// Runs the subcommand.
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     let args = *args.opts;
     let ints = parse_ints(&args)?;
     let mode: Mode = args.mode.parse()?;
@@ -367,7 +368,7 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     render(&args, ui, mode, &margs, &counts, false)
 }
 
-fn vars_size(args: &Opts, ints: &Ints, mode: Mode) -> anyhow::Result<i128> {
+fn vars_size(args: &Opts, ints: &Ints, mode: Mode) -> CliResult<i128> {
     if mode != Mode::SnpSvsm {
         return Ok(0);
     }
@@ -381,7 +382,7 @@ fn vars_size(args: &Opts, ints: &Ints, mode: Mode) -> anyhow::Result<i128> {
     }
 }
 
-fn dump_vmsa(margs: &SnpMeasurementArgs<'_>, counts: &VcpuCounts) -> anyhow::Result<()> {
+fn dump_vmsa(margs: &SnpMeasurementArgs<'_>, counts: &VcpuCounts) -> CliResult<()> {
     let max = counts.list().into_iter().max().unwrap_or(0);
     for (i, page) in guest::vmsa_pages(margs, max)?.iter().enumerate() {
         fs_err::write(format!("vmsa{i}.bin"), page)?;
@@ -436,7 +437,7 @@ fn render(
     margs: &SnpMeasurementArgs<'_>,
     counts: &VcpuCounts,
     ovmf_hash_mode: bool,
-) -> anyhow::Result<ExitCode> {
+) -> CliResult {
     let list = counts.list();
     let digests = guest::launch_digests(margs, &list).map_err(with_hint)?;
     let format = if ovmf_hash_mode { "hex" } else { args.output_format.as_str() };
@@ -494,7 +495,7 @@ fn render(
 }
 
 /// Adds what to do about the refusals users meet most (docs/specs/snp-launch-digest.md, "What users trip on").
-fn with_hint(err: guest::GuestError) -> anyhow::Error {
+fn with_hint(err: guest::GuestError) -> Failure {
     let hint = match &err {
         guest::GuestError::NoKernelHashesSection | guest::GuestError::KernelHashesUnsupported => {
             "use a firmware built from OvmfPkg/AmdSev (e.g. Debian's OVMF.amdsev.fd) loaded with `-bios`, and start \
@@ -503,8 +504,7 @@ fn with_hint(err: guest::GuestError) -> anyhow::Error {
         guest::GuestError::NoApResetEip { .. } => "this firmware supports one vCPU only under SEV-ES/SNP",
         _ => return err.into(),
     };
-    // `Hinted` must be the error itself (not a context layer) for `cli::report_error` to find the hint.
-    Hinted { message: err.to_string(), hint: hint.into() }.into()
+    Failure::hinted(err, hint)
 }
 
 fn page_row(p: &PageUpdate) -> PageRow {

@@ -21,7 +21,7 @@ use cvmforge_measure::tdx::rtmr::{
 use cvmforge_measure::tdx::Sha384;
 use serde::Serialize;
 
-use super::{Hinted, Ui, UsageError};
+use super::{CliResult, Failure, Ui};
 
 /// Version of the JSON document printed by `--json`.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -224,16 +224,15 @@ fn open_initrd(path: &Path) -> anyhow::Result<(fs_err::File, u64)> {
 }
 
 /// Checks the ACPI directory and returns the SHA-384 of each blob.
-fn acpi_digests(dir: &Path) -> anyhow::Result<BTreeMap<&'static str, String>> {
+fn acpi_digests(dir: &Path) -> CliResult<BTreeMap<&'static str, String>> {
     let mut out = BTreeMap::new();
     for blob in ACPI_BLOBS {
         let path = dir.join(blob);
         if !path.is_file() {
-            return Err(UsageError(format!(
+            return Err(Failure::usage(format!(
                 "--acpi-tables `{}` has no `{blob}` file (expected `table-loader`, `rsdp` and `tables`)",
                 dir.display()
-            ))
-            .into());
+            )));
         }
         out.insert(blob, Sha384::of(&read(&path, "ACPI blob")?).to_string());
     }
@@ -281,16 +280,15 @@ fn render_text(out: &Output, m: &TdxMeasurement, args_assumed: bool) {
 }
 
 /// Runs `cvmforge measure tdx`.
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     let json = ui.json;
     let acpi = args.acpi_tables.as_deref().map(acpi_digests).transpose()?;
     let version = args.qemu_version.unwrap_or(cvmforge_measure::tdx::qemu::FIRST_UNPATCHED);
     let patching = match (version.patches_kernel(), args.memory, &args.kernel) {
         (true, None, Some(_)) => {
-            return Err(UsageError(format!(
+            return Err(Failure::usage(format!(
                 "--qemu-version {version} patches the kernel header depending on RAM size: give --memory"
-            ))
-            .into())
+            )))
         }
         (true, Some(memory), _) => KernelPatching::Qemu { version, memory },
         _ => KernelPatching::for_qemu(version, 0),
@@ -315,14 +313,14 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
         let hint = match &e {
             TdxError::InitrdRead(_) | TdxError::InitrdSize { .. } => {
                 let path = args.initrd.as_deref().unwrap_or(Path::new("-"));
-                return anyhow::Error::new(e).context(format!("cannot read `{}`", path.display()));
+                return Failure::from(anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())));
             }
             TdxError::Pe(_) => "build the kernel with CONFIG_EFI_STUB=y (TDVF boots it as an EFI application)",
             TdxError::Layout(_) => "pass --cmdline-layout prefix (edk2 ≥ stable202508) or suffix (older)",
             TdxError::Tdvf(_) => "use an OvmfPkg/IntelTdx build (e.g. Debian's OVMF.inteltdx.fd)",
             _ => "check the input files",
         };
-        anyhow::Error::new(Hinted { message: e.to_string(), hint: hint.to_string() })
+        Failure::hinted(e, hint)
     })?;
     let out = output(&m, &args, acpi);
     for w in &m.warnings {

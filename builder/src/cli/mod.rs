@@ -79,20 +79,65 @@ pub(crate) struct Ui {
     pub(crate) progress: bool,
 }
 
-/// An error in how the command was invoked; exits with [`EXIT_USAGE`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct UsageError(pub String);
-
-/// An error with a suggestion for the user, printed after the cause chain as `hint:`.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub(crate) struct Hinted {
-    /// What went wrong.
-    pub(crate) message: String,
-    /// What to do about it.
-    pub(crate) hint: String,
+/// A failed command, as data: the error (its message and cause chain), whether the command was invoked wrongly
+/// (exit [`EXIT_USAGE`]) or failed (exit [`EXIT_FAILED`]), and a hint printed after the causes as `hint:`. Commands
+/// return it and [`main`] prints it; nothing is recovered by downcasting the error.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    error: anyhow::Error,
+    usage: bool,
+    hint: Option<String>,
 }
+
+impl Failure {
+    /// A usage error (bad flags, a missing argument file): exit 2.
+    pub(crate) fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure { error: anyhow::anyhow!("{message}"), usage: true, hint: None }
+    }
+
+    /// A failure with a hint.
+    pub(crate) fn hinted(error: impl Into<anyhow::Error>, hint: impl Into<String>) -> Failure {
+        Failure { error: error.into(), usage: false, hint: Some(hint.into()) }
+    }
+
+    /// Adds a hint (a library error's own, from its `hint()`), if there is one.
+    pub(crate) fn with_hint(mut self, hint: Option<impl Into<String>>) -> Failure {
+        if let Some(hint) = hint {
+            self.hint = Some(hint.into());
+        }
+        self
+    }
+
+    /// Makes this a usage error (exit 2).
+    pub(crate) fn usage_error(mut self) -> Failure {
+        self.usage = true;
+        self
+    }
+
+    /// Wraps the error in a message of what was being done, like `anyhow::Context`.
+    pub(crate) fn context(mut self, context: impl std::fmt::Display + Send + Sync + 'static) -> Failure {
+        self.error = self.error.context(context);
+        self
+    }
+}
+
+/// The top-level message (the causes and the hint are printed by `report_error`).
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// Any error becomes a failure (exit 1) without a hint. `Failure` is deliberately not an `std::error::Error`, so
+/// that this conversion does not overlap with `From<Failure> for Failure` (the design of `anyhow::Error`).
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure { error: error.into(), usage: false, hint: None }
+    }
+}
+
+/// What a command returns.
+pub(crate) type CliResult<T = ExitCode> = Result<T, Failure>;
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub(crate) fn main() -> ExitCode {
@@ -107,18 +152,14 @@ pub(crate) fn main() -> ExitCode {
     let ui = Ui { json: cli.json, progress: !cli.json && std::io::stderr().is_terminal() };
     match dispatch(cli.command, &ui) {
         Ok(code) => code,
-        Err(err) => {
-            report_error(&err, &ui);
-            if err.downcast_ref::<UsageError>().is_some() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::from(EXIT_FAILED)
-            }
+        Err(failure) => {
+            report_error(&failure, &ui);
+            ExitCode::from(if failure.usage { EXIT_USAGE } else { EXIT_FAILED })
         }
     }
 }
 
-fn dispatch(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
+fn dispatch(command: Command, ui: &Ui) -> CliResult {
     match command {
         Command::Build(args) => build::run(args, ui),
         Command::Measure(MeasureCommand::Snp(args)) => measure_snp::run(args, ui),
@@ -136,13 +177,10 @@ fn dispatch(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
 const MAX_ERROR_CHARS: usize = 2048;
 
 /// Prints `error:`, each `caused by:`, and a `hint:` if one is attached; with `--json` also one JSON object on stdout.
-fn report_error(err: &anyhow::Error, ui: &Ui) {
+fn report_error(failure: &Failure, ui: &Ui) {
+    let err = &failure.error;
     let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
-    // `downcast_ref` also sees a `Hinted` attached with `.context(..)`, which `chain()` items (ContextError) hide.
-    let hint = err
-        .downcast_ref::<Hinted>()
-        .or_else(|| err.chain().find_map(|c| c.downcast_ref::<Hinted>()))
-        .map(|h| h.hint.clone());
+    let hint = failure.hint.clone();
     // Messages quote paths, names and values from untrusted input; escaping every line here (errors are one line
     // each) keeps a hostile name from adding or hiding lines, whichever error carries it.
     // A message of several lines (the sealing verdict lists each violation) keeps its lines, each escaped, and every

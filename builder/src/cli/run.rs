@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::{Hinted, Ui, UsageError};
+use super::{CliResult, Failure, Ui};
 use cvmforge::display::untrusted;
 use cvmforge::format::{publication_limits, read_bundle, EntryType, Limits};
 use cvmforge::manifest::Manifest;
@@ -156,7 +156,7 @@ fn parse_memory(text: &str) -> Result<u64, String> {
 }
 
 /// Runs `cvmforge run`.
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     let image = Image::open(&args.image)?;
     let accel = choose_accel(args.accel)?;
     let scratch = args.scratch_disk.as_deref().map(scratch_disk_arg).transpose()?;
@@ -195,8 +195,8 @@ struct Image {
 }
 
 impl Image {
-    fn open(path: &Path) -> anyhow::Result<Image> {
-        let meta = fs_err::metadata(path).map_err(|e| UsageError(e.to_string()))?;
+    fn open(path: &Path) -> CliResult<Image> {
+        let meta = fs_err::metadata(path).map_err(Failure::usage)?;
         let (dir, bundle) = if meta.is_dir() {
             (path.to_path_buf(), None)
         } else {
@@ -236,21 +236,20 @@ impl Image {
         Ok(())
     }
 
-    fn require(&self, name: &str) -> anyhow::Result<()> {
+    fn require(&self, name: &str) -> CliResult<()> {
         let path = self.dir.join(name);
         if !path.is_file() {
             let missing = match &self.bundle {
                 Some((bundle, _)) => format!("bundle `{}` has no member `{name}`", bundle.display()),
                 None => format!("`{}` does not exist (or is not a file)", path.display()),
             };
-            return Err(Hinted {
-                message: missing,
-                hint: format!(
+            return Err(Failure::hinted(
+                anyhow::anyhow!(missing),
+                format!(
                     "`cvmforge run` boots what `cvmforge build` writes: `{KERNEL_FILE}`, `{INITRD_FILE}` and \
                      `{CMDLINE_FILE}` in an output directory or its `.cvm.tar` bundle"
                 ),
-            }
-            .into());
+            ));
         }
         Ok(())
     }
@@ -290,22 +289,24 @@ impl Image {
     }
 }
 
-fn scratch_disk_arg(path: &Path) -> anyhow::Result<String> {
+fn scratch_disk_arg(path: &Path) -> CliResult<String> {
     if !path.is_file() {
-        return Err(Hinted {
-            message: format!("scratch disk `{}` does not exist (or is not a file)", path.display()),
-            hint: "create one, e.g. `truncate -s 1G scratch.img`".into(),
-        }
-        .into());
+        return Err(Failure::hinted(
+            anyhow::anyhow!("scratch disk `{}` does not exist (or is not a file)", path.display()),
+            "create one, e.g. `truncate -s 1G scratch.img`",
+        ));
     }
-    path.to_str().map(str::to_owned).with_context(|| format!("scratch disk path `{}` is not UTF-8", path.display()))
+    Ok(path
+        .to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("scratch disk path `{}` is not UTF-8", path.display()))?)
 }
 
-fn check_forwards(forwards: &[PortForward]) -> anyhow::Result<()> {
+fn check_forwards(forwards: &[PortForward]) -> CliResult<()> {
     let mut hosts = std::collections::BTreeSet::new();
     for f in forwards {
         if !hosts.insert(f.host) {
-            return Err(UsageError(format!("host port {} is forwarded twice", f.host)).into());
+            return Err(Failure::usage(format!("host port {} is forwarded twice", f.host)));
         }
     }
     Ok(())
@@ -316,17 +317,17 @@ fn kvm_usable() -> bool {
     fs_err::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
-fn choose_accel(choice: AccelChoice) -> anyhow::Result<Accel> {
+fn choose_accel(choice: AccelChoice) -> CliResult<Accel> {
     match choice {
         AccelChoice::Tcg => Ok(Accel::Tcg),
         AccelChoice::Auto if kvm_usable() => Ok(Accel::Kvm),
         AccelChoice::Auto => Ok(Accel::Tcg),
         AccelChoice::Kvm => match fs_err::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
             Ok(_) => Ok(Accel::Kvm),
-            Err(e) => Err(anyhow::Error::new(e).context(Hinted {
-                message: "KVM was asked for but is not usable".into(),
-                hint: "add yourself to the `kvm` group, or use `--accel tcg` (slower)".into(),
-            })),
+            Err(e) => Err(Failure::hinted(
+                anyhow::Error::new(e).context("KVM was asked for but is not usable"),
+                "add yourself to the `kvm` group, or use `--accel tcg` (slower)",
+            )),
         },
     }
 }
@@ -507,7 +508,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn spawn_qemu(qemu_args: &[String]) -> anyhow::Result<KillOnDrop> {
+fn spawn_qemu(qemu_args: &[String]) -> CliResult<KillOnDrop> {
     let child = Command::new(QEMU_BINARY)
         .args(qemu_args)
         .stdin(Stdio::null())
@@ -518,15 +519,15 @@ fn spawn_qemu(qemu_args: &[String]) -> anyhow::Result<KillOnDrop> {
         .process_group(0)
         .spawn()
         .map_err(|e| {
-            anyhow::Error::new(e).context(Hinted {
-                message: format!("cannot start `{QEMU_BINARY}`"),
-                hint: "install QEMU (Debian/Ubuntu: `apt install qemu-system-x86`)".into(),
-            })
+            Failure::hinted(
+                anyhow::Error::new(e).context(format!("cannot start `{QEMU_BINARY}`")),
+                "install QEMU (Debian/Ubuntu: `apt install qemu-system-x86`)",
+            )
         })?;
     Ok(KillOnDrop(child))
 }
 
-fn boot_and_wait(qemu_args: &[String], timeout: Duration) -> anyhow::Result<Outcome> {
+fn boot_and_wait(qemu_args: &[String], timeout: Duration) -> CliResult<Outcome> {
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(signal, Arc::clone(&interrupted)).context("cannot install a signal handler")?;
@@ -649,7 +650,7 @@ struct RunReport {
     accel: Accel,
 }
 
-fn finish(outcome: Outcome, accel: Accel, timeout: Duration, ui: &Ui) -> anyhow::Result<ExitCode> {
+fn finish(outcome: Outcome, accel: Accel, timeout: Duration, ui: &Ui) -> CliResult {
     match outcome {
         Outcome::PoweredOff => {
             if ui.json {
@@ -660,28 +661,23 @@ fn finish(outcome: Outcome, accel: Accel, timeout: Duration, ui: &Ui) -> anyhow:
             }
             Ok(ExitCode::SUCCESS)
         }
-        Outcome::Panic(line) => Err(Hinted {
-            message: format!("guest kernel panic: {line}"),
-            hint: "the guest console above shows what led to it; QEMU was stopped".into(),
-        }
-        .into()),
-        Outcome::TimedOut => Err(Hinted {
-            message: format!("timed out after {}s; QEMU was stopped", timeout.as_secs()),
-            hint: format!(
-                "raise `--timeout`, or check that the image powers off when its payload exits{}",
-                kvm_hint(accel)
-            ),
-        }
-        .into()),
+        Outcome::Panic(line) => Err(Failure::hinted(
+            anyhow::anyhow!("guest kernel panic: {line}"),
+            "the guest console above shows what led to it; QEMU was stopped",
+        )),
+        Outcome::TimedOut => Err(Failure::hinted(
+            anyhow::anyhow!("timed out after {}s; QEMU was stopped", timeout.as_secs()),
+            format!("raise `--timeout`, or check that the image powers off when its payload exits{}", kvm_hint(accel)),
+        )),
         Outcome::QemuFailed { status, stderr_tail } => {
             let last = stderr_tail.last().map(|l| format!(": {l}")).unwrap_or_default();
             let message = format!("QEMU failed ({status}){last}");
             match accel {
-                Accel::Kvm => Err(Hinted { message, hint: KVM_BROKEN_HINT.into() }.into()),
-                Accel::Tcg => bail!(message),
+                Accel::Kvm => Err(Failure::hinted(anyhow::anyhow!(message), KVM_BROKEN_HINT)),
+                Accel::Tcg => Err(anyhow::anyhow!(message).into()),
             }
         }
-        Outcome::Interrupted => bail!("interrupted; QEMU was stopped"),
+        Outcome::Interrupted => Err(anyhow::anyhow!("interrupted; QEMU was stopped").into()),
     }
 }
 

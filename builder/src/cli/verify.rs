@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{print_json, Hinted, Ui, UsageError};
+use super::{print_json, CliResult, Failure, Ui};
 use cvmforge::diff::short;
 use cvmforge::diff::shown_line;
 use cvmforge::verify::{verify, Status, VerifyError, VerifyOptions, VerifyReport};
@@ -39,13 +39,13 @@ pub(crate) struct Args {
 }
 
 /// Verifies and prints one line per input, artifact and measurement (or, with `--json`, the report).
-pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     if !args.target.exists() {
-        return Err(UsageError(format!("`{}` does not exist", args.target.display())).into());
+        return Err(Failure::usage(format!("`{}` does not exist", args.target.display())));
     }
     for dir in &args.inputs {
         if !dir.is_dir() {
-            return Err(UsageError(format!("--inputs `{}` is not a directory", dir.display())).into());
+            return Err(Failure::usage(format!("--inputs `{}` is not a directory", dir.display())));
         }
     }
     let mut options = VerifyOptions::new(args.target.clone());
@@ -63,16 +63,9 @@ pub(crate) fn run(args: Args, ui: &Ui) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(if report.identical { 0 } else { super::EXIT_FAILED }))
 }
 
-fn hint(err: VerifyError) -> anyhow::Error {
-    let hint = match &err {
-        VerifyError::RecipeRead { .. } => "pass the recipe with `--recipe PATH`, or run from the recipe's tree",
-        VerifyError::MemberMismatch { .. } | VerifyError::MemberUnlisted { .. } => {
-            "the publication contradicts its own manifest: it was altered or damaged after the build"
-        }
-        _ => return anyhow::Error::new(err),
-    };
-    let message = err.to_string();
-    anyhow::Error::new(err).context(Hinted { message, hint: hint.to_string() })
+fn hint(err: VerifyError) -> Failure {
+    let hint = err.hint();
+    Failure::from(err).with_hint(hint)
 }
 
 /// A value from the published manifest or bundle (untrusted), escaped and bounded for a line of output.

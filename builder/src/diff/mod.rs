@@ -118,6 +118,19 @@ pub enum DiffError {
     },
 }
 
+impl DiffError {
+    /// What the user can do about this error, when there is a usual remedy (printed as `hint:` by the CLI).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            DiffError::KindMismatch { .. } => Some(
+                "give two of the same kind: two output directories or bundles (or one of each), two initrds, two \
+                 manifests, or two other files",
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// The largest file `diff` holds in memory to explain it (archives, text, kernels). A larger file is streamed once
 /// through SHA-256 and compared by digest and size only; the finding says so and names this limit.
 pub const MAX_IN_MEMORY_FILE: u64 = 1 << 30;

@@ -270,6 +270,21 @@ pub enum VerifyError {
     Diff(#[from] DiffError),
 }
 
+impl VerifyError {
+    /// What the user can do about this error, when there is a usual remedy (printed as `hint:` by the CLI).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            VerifyError::RecipeRead { .. } => {
+                Some("pass the recipe with `--recipe PATH`, or run from the recipe's tree")
+            }
+            VerifyError::MemberMismatch { .. } | VerifyError::MemberUnlisted { .. } => {
+                Some("the publication contradicts its own manifest: it was altered or damaged after the build")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Verifies a publication: see the module documentation.
 pub fn verify(options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
     // With `--recipe`, the inputs are hashed while the bundle is read (both are a full pass over large files).
