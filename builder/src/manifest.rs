@@ -15,6 +15,9 @@
 //! assert!(err.to_string().contains("v99"));
 //! ```
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -17,6 +17,9 @@
 //! assert_eq!(header.kernel_version().unwrap(), "6.1.0-28-amd64");
 //! ```
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use thiserror::Error;
 
 use crate::reader::{ReadError, Reader};

@@ -1,6 +1,9 @@
 //! The one 48-byte digest type of the crate: SHA-384, as the SEV-SNP launch digest and page digests, and the TDX
 //! MRTD, RTMRs and event digests all are.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 
 use sha2::{Digest, Sha384 as Sha384Hasher};

@@ -6,6 +6,9 @@
 //! [`crate::guid::OVMF_TABLE_FOOTER`] and whose size covers the whole table. Entries are read
 //! backwards from the footer; each is `[data][u16 size][GUID]`, where `size` includes the 18-byte trailer.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use crate::guid::{Guid, GUID_LEN, OVMF_TABLE_FOOTER};
 use crate::reader::{ReadError, Reader};
 use thiserror::Error;
@@ -158,7 +161,9 @@ impl<'a> FirmwareTable<'a> {
                 return Err(TableError::BadEntrySize { guid, offset: trailer_at, size, min: ENTRY_TRAILER_LEN, max });
             }
             let data_at = end - entry_len;
-            entries.push(TableEntry { guid, offset: data_at, data: &firmware[data_at..trailer_at] });
+            let data = Reader::at(firmware, "GUID table entry data", data_at as u64)?
+                .take("GUID table entry data", trailer_at - data_at)?;
+            entries.push(TableEntry { guid, offset: data_at, data });
             end = data_at;
         }
         if end > start {

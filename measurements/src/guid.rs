@@ -3,6 +3,9 @@
 //! A GUID is written `aabbccdd-eeff-gghh-iijj-kkllmmnnoopp`; on the wire (EFI_GUID) the first three groups are
 //! little-endian and the last two are bytes in order.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 
 /// Bytes in an encoded GUID.

@@ -3,6 +3,9 @@
 //! Reads never panic and never slice past the end: each read names what it was reading, so that an error can say
 //! which field at which offset ran past the end of the input.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use thiserror::Error;
 
 /// A failure to read a field from untrusted bytes.
@@ -41,6 +44,16 @@ pub enum ReadError {
         /// Length of the input.
         len: usize,
     },
+}
+
+/// Copies `bytes` into `out` at `at`, for writers of fixed layouts (the offsets are constants of a spec table). A
+/// range outside `out` is a bug in the layout, caught by the tests in debug builds; it never panics in release.
+pub(crate) fn write_at(out: &mut [u8], at: usize, bytes: &[u8]) {
+    let dst = at.checked_add(bytes.len()).and_then(|end| out.get_mut(at..end));
+    debug_assert!(dst.is_some(), "bug: {} bytes at offset {at} do not fit in {}", bytes.len(), out.len());
+    if let Some(dst) = dst {
+        dst.copy_from_slice(bytes);
+    }
 }
 
 /// A cursor over a byte slice that tracks its absolute offset within the original input.
@@ -91,7 +104,8 @@ impl<'a> Reader<'a> {
         }
         let start = self.pos;
         self.pos += len;
-        Ok(&self.bytes[start..self.pos])
+        // In bounds: `len <= remaining` was checked above.
+        self.bytes.get(start..self.pos).ok_or(ReadError::Truncated { what, offset: start, needed: len, available })
     }
 
     /// Reads a fixed-size array.

@@ -1,5 +1,8 @@
 //! Structural comparison of containers: bundles and directories (by member), initrds (by cpio entry and field).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};

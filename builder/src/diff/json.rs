@@ -6,6 +6,9 @@
 //! A changed measurement is explained by the [`FEEDS`] table: which inputs and shape fields it depends on, per
 //! `docs/specs/snp-launch-digest.md` and `docs/specs/tdx-measurement.md`.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeSet;
 
 use serde_json::Value;

@@ -2,6 +2,9 @@
 //! embed their configuration (`CONFIG_IKCONFIG`), the options that differ. See `Documentation/arch/x86/boot.rst`
 //! and `docs/specs/reproducibility.md` ("kernel builds").
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeSet;
 
 use super::finding::{Finding, FindingKind};

@@ -4,6 +4,9 @@
 //! middle is solved by dynamic programming when it is at most [`MAX_CELLS`] cells, else shown as replaced), to avoid a
 //! dependency for ~80 lines; the output follows `diff -u` (3 lines of context).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use super::finding::{Finding, FindingKind};
 
 /// Files up to this size that are valid UTF-8 without NUL bytes get a line diff.

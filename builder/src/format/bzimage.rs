@@ -4,6 +4,9 @@
 //! The setup header itself is parsed by the measurements crate ([`cvmforge_measure::bzimage::SetupHeader`], the one
 //! parser of it in the workspace); this module adds what only the builder needs.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use cvmforge_measure::bzimage::{SetupHeader, SetupHeaderError, MIN_LEN};
 use thiserror::Error;
 
@@ -105,6 +108,7 @@ pub fn decompressed_kernel(bytes: &[u8]) -> Result<Vec<u8>, PayloadError> {
 
 /// Builds a minimal bzImage around a compressed payload, for tests.
 #[doc(hidden)]
+#[allow(clippy::indexing_slicing)] // builds synthetic inputs at fixed offsets; never reads untrusted bytes
 pub mod testing {
     /// Setup sectors of the synthetic image.
     const SECTS: u8 = 1;

@@ -19,6 +19,9 @@
 //! # Ok(()) }
 //! ```
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use cvmforge_measure::reader::{ReadError, Reader};
 use serde::Serialize;
 use thiserror::Error;
@@ -378,6 +381,7 @@ pub fn section_bytes<'a>(bytes: &'a [u8], name: &str) -> Result<Option<&'a [u8]>
 
 /// Builders of small synthetic ELF files, for doctests and tests in this crate and its integration tests.
 #[doc(hidden)]
+#[allow(clippy::indexing_slicing)] // builds synthetic inputs at fixed offsets; never reads untrusted bytes
 pub mod testing {
     /// An x86-64 ELF header with `e_type`, a program header table of the given `(p_type, payload)` segments, and
     /// a section table of the given `(name, contents)` sections.

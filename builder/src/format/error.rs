@@ -1,5 +1,8 @@
 //! Why an archive could not be read.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use thiserror::Error;
 
 /// What is wrong with an entry path (tar entries are checked as if they were going to be extracted).

@@ -1,6 +1,9 @@
 //! A reader adapter with a hard cap on the number of bytes (the decompression-bomb guard of the archive readers).
 //! Hashing readers are `crate::sys::io`'s.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::io::{self, Read};
 
 /// The error a [`Capped`] reader returns (inside an `io::Error`) once more than `max` bytes come through.

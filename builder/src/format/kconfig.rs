@@ -19,6 +19,9 @@
 //! [`KernelConfig::from_bzimage`] decompresses the kernel (gzip, xz, lzma or zstd) and extracts IKCONFIG, or fails
 //! with [`KconfigError::NoIkconfig`].
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeMap;
 use std::fmt;
 

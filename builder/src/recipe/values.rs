@@ -2,6 +2,9 @@
 //! versions): they deserialize straight into their types, so that a bad value fails while the recipe is parsed, with
 //! the recipe's line and column, rather than later in the build.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;

@@ -5,6 +5,9 @@
 //! removed). A bare `--` ends the kernel's parameters: everything after it is passed to init as arguments.
 //! Parameter names compare with `-` and `_` as equals (`parameq`).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use serde::Serialize;
 
 /// One kernel parameter.

@@ -1,6 +1,9 @@
 //! Content signatures of forbidden programs (shells, SSH servers, getty/login): the table, and a bounded-memory
 //! scanner that looks for them in an initrd file of any size.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 

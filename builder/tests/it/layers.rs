@@ -96,3 +96,38 @@ fn crate_paths_ignore_comments_and_find_every_module() {
     let found: Vec<String> = crate_paths(text).into_iter().collect();
     assert_eq!(found, ["display", "format", "sys"]);
 }
+
+/// The modules that read untrusted bytes (archives, ELF, kernel images and configs, manifests, recipe values, the
+/// kernel command line, module trees, the inputs of a diff) deny panics, `expect` and unchecked indexing outside
+/// their tests (`ARCHITECTURE.md`, invariants). A new reader joins this list.
+const PARSERS: &[&str] = &[
+    "diff/archive.rs",
+    "diff/json.rs",
+    "diff/kernel.rs",
+    "diff/text.rs",
+    "format/bzimage.rs",
+    "format/compress/decode.rs",
+    "format/compress/read.rs",
+    "format/cpio/read.rs",
+    "format/elf.rs",
+    "format/error.rs",
+    "format/io.rs",
+    "format/kconfig.rs",
+    "format/tar/bundle.rs",
+    "format/tar/read.rs",
+    "manifest.rs",
+    "recipe/values.rs",
+    "seal/cmdline.rs",
+    "seal/linkage.rs",
+    "seal/modules.rs",
+    "seal/signatures.rs",
+];
+
+#[test]
+fn parser_modules_deny_panics_and_unchecked_indexing() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lint = "#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]";
+    let missing: Vec<&str> =
+        PARSERS.iter().copied().filter(|f| !std::fs::read_to_string(src.join(f)).unwrap().contains(lint)).collect();
+    assert!(missing.is_empty(), "parser modules without `{lint}`: {missing:?}");
+}

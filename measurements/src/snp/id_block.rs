@@ -41,6 +41,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 
 use crate::digest::{DigestLengthError, Sha384};
@@ -53,7 +56,7 @@ use p384::{EncodedPoint, SecretKey};
 use sec1::EcPrivateKey;
 use thiserror::Error;
 
-use crate::reader::{ReadError, Reader};
+use crate::reader::{write_at, ReadError, Reader};
 use crate::snp::policy::GuestPolicy;
 
 /// Length of the launch digest (SHA-384) at the start of the ID block.
@@ -289,10 +292,8 @@ impl IdBlock {
             &self.guest_svn.to_le_bytes(),
             &self.policy.bits().to_le_bytes(),
         ];
-        let mut at = 0;
-        for part in parts {
-            out[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
+        for (dst, src) in out.iter_mut().zip(parts.into_iter().flatten()) {
+            *dst = *src;
         }
         out
     }
@@ -528,7 +529,7 @@ impl IdAuth {
     /// ignores them when AUTHOR_KEY_EN is 0).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![0u8; ID_AUTH_LEN];
-        let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
+        let mut put = |at: usize, bytes: &[u8]| write_at(&mut out, at, bytes);
         put(offsets::ID_KEY_ALGO, &ALGO_ECDSA_P384_SHA384.to_le_bytes());
         put(offsets::ID_BLOCK_SIG, &self.id_block_sig.to_bytes());
         put(offsets::ID_KEY, &self.id_key.to_bytes());

@@ -8,6 +8,9 @@
 //! (plain SEV measures any file), but every offset and length is checked, and a section type is only interpreted
 //! (and rejected when unknown) by the SNP modes that use it.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 
 use thiserror::Error;

@@ -22,6 +22,9 @@
 //! | 25     | PAGE_SWAP_DISABLE   | the SNP page move / swap commands are disabled for this guest         |
 //! | 63:26  | reserved            | must be zero                                                          |
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -166,7 +169,7 @@ impl GuestPolicy {
     }
 
     fn field(self, index: usize) -> u64 {
-        POLICY_FIELDS[index].get(self.0)
+        POLICY_FIELDS.get(index).map_or(0, |f| f.get(self.0))
     }
 
     fn flag(self, index: usize) -> bool {

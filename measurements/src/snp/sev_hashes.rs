@@ -4,12 +4,16 @@
 //! 168 bytes (header GUID, u16 length, then cmdline, initrd and kernel entries of `GUID ‖ u16 50 ‖ SHA-256`),
 //! padded with zeros to a 16-byte multiple (176).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::guid::Guid;
+use crate::reader::write_at;
 use crate::snp::gctx::PAGE_SIZE;
 
 /// Bytes in a SHA-256 digest.
@@ -104,7 +108,7 @@ impl KernelHashes {
         let mut out = [0u8; PADDED_TABLE_LEN];
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
-            out[at..at + bytes.len()].copy_from_slice(bytes);
+            write_at(&mut out, at, bytes);
             at += bytes.len();
         };
         put(&HASH_TABLE_HEADER.to_wire_bytes());

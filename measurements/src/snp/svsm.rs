@@ -4,6 +4,9 @@
 //! OVMF ends at 4 GiB; the OVMF_VARS store sits just below it; the SVSM image ends where the store begins. Every
 //! vCPU starts at the SVSM entry point in 32-bit flat mode.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use crate::snp::ovmf::{Firmware, OvmfError};
 
 /// Where the SVSM image is loaded and where its vCPUs start.

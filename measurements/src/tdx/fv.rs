@@ -9,6 +9,9 @@
 //! layout), edk2 2025.02 has `" initrd=initrd"` (suffix layout); both carry `"%a%a%a"`. UTF-16 forms are also
 //! searched, in case a build stores them as `L"..."` literals.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use thiserror::Error;
 
 use super::load_options::CmdlineLayout;

@@ -4,6 +4,9 @@
 //! Spec: `docs/specs/tdx-measurement.md`, "RTMR2". OVMF formats the options with `UnicodeSPrintAsciiFormat` and
 //! `%a`, which widens each byte to `XX 00` without decoding UTF-8, then NUL-terminates them (two zero bytes).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 use std::str::FromStr;
 

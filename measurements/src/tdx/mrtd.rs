@@ -2,6 +2,9 @@
 //!
 //! Spec: `docs/specs/tdx-measurement.md`, "MRTD"; Intel TDX Module ABI spec (TDH.MEM.PAGE.ADD, TDH.MR.EXTEND).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -9,6 +12,7 @@ use sha2::{Digest, Sha384 as Sha384Hasher};
 
 use super::tdvf::{Descriptor, Section, PAGE_SIZE};
 use super::Sha384;
+use crate::reader::write_at;
 
 /// Bytes in each record header fed to the MRTD hash.
 pub const RECORD_LEN: usize = 128;
@@ -53,8 +57,8 @@ struct Mrtd(Sha384Hasher);
 impl Mrtd {
     fn record(&mut self, op: &[u8], gpa: u64) {
         let mut rec = [0u8; RECORD_LEN];
-        rec[..op.len()].copy_from_slice(op);
-        rec[RECORD_GPA_AT..RECORD_GPA_AT + 8].copy_from_slice(&gpa.to_le_bytes());
+        write_at(&mut rec, 0, op);
+        write_at(&mut rec, RECORD_GPA_AT, &gpa.to_le_bytes());
         self.0.update(rec);
     }
 
@@ -65,7 +69,7 @@ impl Mrtd {
     /// Extends one page in 256-byte chunks; bytes past the section's file data are zero.
     fn extend_page(&mut self, gpa: u64, page: &[u8]) {
         let mut buf = [0u8; PAGE_SIZE as usize];
-        buf[..page.len()].copy_from_slice(page);
+        write_at(&mut buf, 0, page);
         for (i, chunk) in buf.chunks(EXTEND_CHUNK).enumerate() {
             self.record(b"MR.EXTEND", gpa + (i * EXTEND_CHUNK) as u64);
             self.0.update(chunk);
@@ -77,7 +81,7 @@ impl Mrtd {
 fn page_data(data: &[u8], index: u64) -> &[u8] {
     let start = usize::try_from(index * PAGE_SIZE).unwrap_or(usize::MAX).min(data.len());
     let end = start.saturating_add(PAGE_SIZE as usize).min(data.len());
-    &data[start..end]
+    data.get(start..end).unwrap_or_default()
 }
 
 fn measure_section(m: &mut Mrtd, section: &Section, firmware: &[u8], order: PageOrder) {

@@ -5,6 +5,9 @@
 //! firmware follows: hash the headers without the checksum and the certificate-table directory entry, then the
 //! sections in `PointerToRawData` order, then any trailing data except the certificate table.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use sha2::{Digest, Sha384 as Sha384Hasher};
 use thiserror::Error;
 

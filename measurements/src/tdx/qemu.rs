@@ -4,6 +4,9 @@
 //! QEMU ≥ 10.2 (commit a7542a38f399) hands confidential guests the file unmodified. Older versions write the boot
 //! protocol fields into the header, so the measured kernel depends on the RAM size and the initrd size.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -133,9 +136,9 @@ fn initrd_max(header: &SetupHeader<'_>, memory: u64) -> Result<u64, QemuError> {
 /// QEMU's `vga=` parsing: `normal`, `ext`, `ask`, or a number (C `strtoul` base 0).
 fn vga_mode(cmdline: &[u8]) -> Option<u16> {
     let at = cmdline.windows(4).position(|w| w == b"vga=")?;
-    let rest = &cmdline[at + 4..];
+    let rest = cmdline.get(at + 4..).unwrap_or_default();
     let word: Vec<u8> = rest.iter().copied().take_while(|&b| b != b' ').collect();
-    match &word[..] {
+    match word.as_slice() {
         w if w.starts_with(b"normal") => Some(0xffff),
         w if w.starts_with(b"ext") => Some(0xfffe),
         w if w.starts_with(b"ask") => Some(0xfffd),

@@ -4,6 +4,9 @@
 //! bytes. TCG PCRs map to TDX measurement registers as PCR1,7 → RTMR0, PCR2-6 → RTMR1, PCR8-15 → RTMR2; in the
 //! CC event log (CCEL) each event carries `MrIndex = RTMR index + 1` (UEFI 2.10, 38.4.1).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::io::Read;
 
 use sha2::{Digest, Sha384 as Sha384Hasher};
@@ -86,7 +89,7 @@ pub fn sha384_reader(mut r: impl Read) -> std::io::Result<(Sha384, u64)> {
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
+        h.update(buf.get(..n).unwrap_or_default());
         len += n as u64;
     }
     Ok((Sha384(h.finalize().into()), len))

@@ -4,6 +4,9 @@
 //! Spec: `docs/specs/tdx-measurement.md`, last paragraph of "RTMRs"; edk2 `MdeModulePkg/Include/Guid/VariableFormat.h`
 //! (`VARIABLE_STORE_HEADER`, `AUTHENTICATED_VARIABLE_HEADER`), UEFI PI vol. 3 2.2.1 (the FV header in front of it).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use super::tdvf::{Descriptor, SectionType};
 use crate::guid::Guid;
 use crate::reader::{ReadError, Reader};
@@ -68,7 +71,8 @@ fn variables(store: &[u8]) -> Result<Vec<Variable<'_>>, ReadError> {
         let name = h.take("variable name", name_len)?;
         let data = h.take("variable data", data_len)?;
         if state == VAR_ADDED {
-            let units: Vec<u16> = name.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> =
+                name.chunks_exact(2).filter_map(|c| <[u8; 2]>::try_from(c).ok()).map(u16::from_le_bytes).collect();
             let name = String::from_utf16_lossy(&units).trim_end_matches('\0').to_string();
             out.push(Variable { vendor, name, data });
         }

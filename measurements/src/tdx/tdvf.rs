@@ -4,6 +4,9 @@
 //! The OVMF footer GUID table entry [`TDX_METADATA_OFFSET`] holds a u32 distance from the end of the file to the
 //! descriptor: ASCII `TDVF`, u32 length, u32 version (1), u32 section count, then 32-byte sections.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::fmt;
 
 use crate::firmware_table::{FirmwareTable, TableError};

@@ -3,6 +3,9 @@
 //! zstd, detected by their magic bytes. Output is bounded: a hostile stream cannot grow past the caller's limit, and
 //! the xz/lzma decoder's memory is capped.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::io::{self, Read, Write};
 
 use thiserror::Error;

@@ -4,6 +4,9 @@
 //! bytes": the gzip header's MTIME, XFL, OS and optional fields; the zstd frame header's window, checksum flag and
 //! content-size field (see `docs/specs/reproducibility.md`, "gzip" and "zstd").
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
@@ -178,7 +181,7 @@ pub(crate) fn zstd_header(head: &[u8]) -> Result<ZstdHeader, UnpackError> {
     let fcs_flag = fhd >> 6;
     let single_segment = fhd & 0x20 != 0;
     let checksum = fhd & 0x04 != 0;
-    let did_len = [0usize, 1, 2, 4][usize::from(fhd & 0x03)];
+    let did_len = [0usize, 1, 2, 4].get(usize::from(fhd & 0x03)).copied().unwrap_or(0);
     let mut at = 5usize;
     let window_size = if single_segment {
         None

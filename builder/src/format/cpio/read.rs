@@ -5,6 +5,9 @@
 //! multiple of 4; `TRAILER!!!` ends an archive. Like the kernel's initramfs unpacker, zero bytes after a trailer are
 //! skipped and another archive may follow (concatenated initrds).
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::io::{self, BufRead, BufReader, Read};
 
 use sha2::{Digest, Sha256};

@@ -1,5 +1,8 @@
 //! The publishing bundle `<name>-<version>.cvm.tar`, read into memory (within limits) without touching the disk.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::io::Read;
 
 use super::read::{read_all, TarEntry};

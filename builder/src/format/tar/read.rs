@@ -6,6 +6,9 @@
 //! archive root are errors. A declared size beyond the limits or beyond the known stream length fails before any
 //! content is read.
 
+// A parser of untrusted bytes: no panics, no unchecked indexing (`../shared/style.md`, "For cvmforge" 3).
+#![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 
