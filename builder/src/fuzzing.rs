@@ -14,6 +14,17 @@ pub use crate::format::kconfig::fuzz_parse as kconfig;
 pub use crate::manifest::fuzz_parse as manifest;
 pub use crate::seal::cmdline::fuzz_parse as cmdline;
 
+/// Entry point of the `tar_differential` fuzz target: whatever our tar reader accepts, the `tar` crate must read as
+/// the same entries (`crate::format::tar::differential`).
+pub fn tar_differential(data: &[u8]) {
+    let limits = crate::format::Limits { max_entries: 256, max_total_size: 1 << 20, ..Default::default() };
+    if let crate::format::tar::differential::Agreement::Differ { ours, theirs } =
+        crate::format::tar::differential::compare(data, &limits)
+    {
+        panic!("our tar reader accepted {ours:?}, the tar crate read {theirs:?}");
+    }
+}
+
 /// reader rather than from memory (the scan's file kind agrees with the parse).
 pub fn elf(data: &[u8]) {
     let info = ElfInfo::parse(data);
@@ -51,5 +62,26 @@ mod tests {
             }
             super::elf(&bytes);
         }
+    }
+
+    /// Every one-byte change of a small bundle: where our reader still accepts it, the `tar` crate agrees.
+    #[test]
+    fn tar_differential_holds_on_every_one_byte_mutation_of_a_bundle() {
+        use crate::format::tar::differential::{compare, Agreement};
+        let mut w = crate::format::tar::TarWriter::new(Vec::new(), 1_700_000_000);
+        w.add_file("kernel", 0o644, 5, &mut &b"bzImg"[..]).unwrap();
+        w.add_file("manifest.json", 0o644, 3, &mut &b"{}\n"[..]).unwrap();
+        let bundle = w.finish().unwrap();
+        let limits = crate::format::Limits::default();
+        let mut accepted = 0;
+        for at in 0..bundle.len() {
+            for value in [0u8, b'0', b'7', 0xff] {
+                let mut mutated = bundle.clone();
+                mutated[at] = value;
+                super::tar_differential(&mutated);
+                accepted += usize::from(matches!(compare(&mutated, &limits), Agreement::Same(_)));
+            }
+        }
+        assert!(accepted > 1000, "only {accepted} mutations were read by our reader: the comparison ran too little");
     }
 }

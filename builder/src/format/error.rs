@@ -232,6 +232,19 @@ pub enum UnpackError {
         /// Its target.
         target: String,
     },
+    /// A pax `size` record and the header's size field disagree: readers that trust one or the other see different
+    /// archives (the desync of GHSA-3cv2-h65g-fgmm).
+    #[error("tar entry {index} at byte offset {offset}: its pax `size` is {pax} but its header says {header}; readers that trust one or the other would see different members")]
+    PaxSizeMismatch {
+        /// Entry index.
+        index: u64,
+        /// Header offset.
+        offset: u64,
+        /// The pax record's size.
+        pax: u64,
+        /// The ustar header's size.
+        header: u64,
+    },
     /// A malformed pax extended header record.
     #[error("tar entry {index} at byte offset {offset}: malformed pax extended header record")]
     BadPax {

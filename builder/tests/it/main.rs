@@ -20,4 +20,5 @@ mod run;
 mod seal;
 mod sealed_build;
 mod sealing;
+mod tar_crate;
 mod verify;

@@ -5,7 +5,7 @@
 //! that consumes them is sequential. So the digests of a 4 MiB firmware (about 7 ms of SHA-384) can be computed by
 //! whichever threads are idle, for example the thread that has just finished hashing the kernel.
 //!
-//! Where the CPU has AVX-512, eight pages are hashed at once ([`sha384_x8`]), about three times faster than one at a
+//! Where the CPU has AVX-512, eight pages are hashed at once (`sha384_x8`), about three times faster than one at a
 //! time; elsewhere `sha2` hashes them one by one. Both give the same digests.
 //!
 //! The pool hands out fixed chunks of pages by index and [`PageDigestPool::collect`] puts them back in index

@@ -191,7 +191,15 @@ impl<R: Read> TarReader<R> {
         if file_type == EntryType::Symlink {
             self.symlinks.insert(path.clone());
         }
-        let size = pending.size.take().unwrap_or(declared);
+        let size = match pending.size.take() {
+            // pax `size` stands in for a header field too small for it; a header that says another non-zero size
+            // makes two readers see two archives (the desync of GHSA-3cv2-h65g-fgmm): refused.
+            Some(pax) if declared != 0 && declared != pax => {
+                return Err(UnpackError::PaxSizeMismatch { index: self.index, offset: start, pax, header: declared })
+            }
+            Some(pax) => pax,
+            None => declared,
+        };
         // Links and directories carry no content in practice; read whatever is declared so the stream stays aligned.
         self.check_size(&path, size, start)?;
         let keep =
