@@ -245,6 +245,24 @@ pub enum UnpackError {
         /// The ustar header's size.
         header: u64,
     },
+    /// An extension header (GNU long name or link, pax record) at the end of the archive, with no member after it.
+    #[error("tar entry {index}: the extension header at byte offset {offset} describes a member that never comes")]
+    DanglingExtension {
+        /// Entry index.
+        index: u64,
+        /// Offset of the extension header.
+        offset: u64,
+    },
+    /// Two extension headers that say the same thing about one member (two long names, a long name and a pax path).
+    #[error("tar entry {index} at byte offset {offset}: {what} for the same member (readers disagree on which wins)")]
+    ConflictingExtensions {
+        /// Entry index.
+        index: u64,
+        /// Offset of the second extension header.
+        offset: u64,
+        /// What was repeated.
+        what: &'static str,
+    },
     /// A malformed pax extended header record.
     #[error("tar entry {index} at byte offset {offset}: malformed pax extended header record")]
     BadPax {

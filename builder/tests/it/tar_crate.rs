@@ -113,6 +113,11 @@ fn rejects_what_the_tar_crate_would_extract_outside_the_root_or_smuggle() {
         ("absolute path", raw_archive(&[(b"/etc/passwd".as_slice(), b'0', b"x".as_slice(), None)]), "unsafe path"),
         ("dot-dot", raw_archive(&[(b"a/../../b".as_slice(), b'0', b"x".as_slice(), None)]), "unsafe path"),
         ("pax size that disagrees with the header", pax_size_desync(), "its pax `size` is 0 but its header says 512"),
+        ("a checksum of signed bytes", signed_checksum(), "header checksum"),
+        ("a GNU long name with a NUL inside", long_name_with_nul(), "a GNU long name or link target with a NUL byte"),
+        ("a pax header with no member after it", dangling_pax(), "describes a member that never comes"),
+        ("a pax path with a newline", pax_path_with_newline(), "malformed pax extended header record"),
+        ("two long names for one member", two_long_names(), "a second long name or path for the same member"),
     ];
     for (label, bytes, needle) in cases {
         match compare(&bytes, &Limits::default()) {
@@ -147,6 +152,63 @@ fn raw_archive(entries: &[RawEntry<'_>]) -> Vec<u8> {
 fn pax_size_desync() -> Vec<u8> {
     let hidden = header(b"hidden", b'0', 0);
     raw_archive(&[(b"visible".as_slice(), b'0', hidden.as_slice(), Some(0))])
+}
+
+/// A header with a byte above 0x7f whose checksum is the signed sum of old tars: the `tar` crate refuses it, so ours
+/// does too (issue 10: found by the `tar_differential` fuzz target, where ours had accepted it like GNU tar).
+fn signed_checksum() -> Vec<u8> {
+    let mut archive = raw_archive(&[("caf\u{e9}".as_bytes(), b'0', b"x".as_slice(), None)]);
+    let signed: i64 = archive[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) })
+        .sum();
+    archive[148..156].copy_from_slice(format!("{signed:06o}\0 ").as_bytes());
+    archive
+}
+
+/// A GNU long name `innocent\0../../etc/x`: a C reader stops at the NUL, the `tar` crate does not (issue 10: found
+/// by the `tar_differential` fuzz target, where ours had read `innocent` and the crate the whole name).
+fn long_name_with_nul() -> Vec<u8> {
+    let name = b"innocent\0../../etc/x\0";
+    let mut out = header(b"././@LongLink", b'L', name.len() as u64).to_vec();
+    out.extend(padded(name));
+    out.extend(raw_archive(&[(b"short".as_slice(), b'0', b"x".as_slice(), None)]));
+    out
+}
+
+/// A member, then a pax header and the end of the archive: the `tar` crate refuses it, ours ignored it (issue 10:
+/// found by the `tar_differential` fuzz target).
+fn dangling_pax() -> Vec<u8> {
+    let mut out = raw_archive(&[(b"kernel".as_slice(), b'0', b"MZ".as_slice(), None)]);
+    out.truncate(out.len() - 1024);
+    let record = pax_record("path", "ghost");
+    out.extend(header(b"pax", b'x', record.len() as u64));
+    out.extend(padded(&record));
+    out.extend([0u8; 1024]);
+    out
+}
+
+/// A pax `path` with a newline inside: the `tar` crate reads pax records as lines and drops it (using the header's
+/// name), ours read the whole record (issue 10: found by the `tar_differential` fuzz target).
+fn pax_path_with_newline() -> Vec<u8> {
+    let record = pax_record("path", "visible\nhidden");
+    let mut out = header(b"pax", b'x', record.len() as u64).to_vec();
+    out.extend(padded(&record));
+    out.extend(raw_archive(&[(b"other".as_slice(), b'0', b"x".as_slice(), None)]));
+    out
+}
+
+/// Two GNU long names before one member: the `tar` crate refuses it, ours took the last (issue 10: found by the
+/// `tar_differential` fuzz target).
+fn two_long_names() -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in [&b"first\0"[..], b"second\0"] {
+        out.extend(header(b"././@LongLink", b'L', name.len() as u64));
+        out.extend(padded(name));
+    }
+    out.extend(raw_archive(&[(b"short".as_slice(), b'0', b"x".as_slice(), None)]));
+    out
 }
 
 fn pax_record(key: &str, value: &str) -> Vec<u8> {

@@ -63,6 +63,8 @@ struct Pending {
     path: Option<String>,
     link: Option<String>,
     size: Option<u64>,
+    /// A pax extended header was read for this member.
+    pax: bool,
 }
 
 /// Reads tar entries one at a time.
@@ -112,6 +114,11 @@ impl<R: Read> TarReader<R> {
                 });
             }
             if header.iter().all(|&b| b == 0) {
+                if let Some(offset) = first_offset {
+                    // An extension header (long name, pax) must describe a member; one that describes nothing is
+                    // read as an error by some readers and ignored by others (issue 10): refused.
+                    return Err(UnpackError::DanglingExtension { index: self.index, offset });
+                }
                 self.finish_archive()?;
                 break;
             }
@@ -149,10 +156,19 @@ impl<R: Read> TarReader<R> {
         match flag {
             b'L' | b'K' | b'x' | b'g' => {
                 let data = self.read_extension(declared, start)?;
+                // One extension of each kind per member, and one source of its path and of its link: readers
+                // differ on which of two wins (the `tar` crate refuses two; others take the first or the last).
+                let conflict = |what| UnpackError::ConflictingExtensions { index: self.index, offset: start, what };
                 match flag {
-                    b'L' => pending.path = Some(c_string(&data)),
-                    b'K' => pending.link = Some(c_string(&data)),
-                    b'x' => self.parse_pax(&data, start, pending)?,
+                    b'L' if pending.path.is_some() => return Err(conflict("a second long name or path")),
+                    b'K' if pending.link.is_some() => return Err(conflict("a second long link name or linkpath")),
+                    b'x' if pending.pax => return Err(conflict("a second pax extended header")),
+                    b'L' => pending.path = Some(self.long_name(&data, start)?),
+                    b'K' => pending.link = Some(self.long_name(&data, start)?),
+                    b'x' => {
+                        pending.pax = true;
+                        self.parse_pax(&data, start, pending)?;
+                    }
                     _ => {} // pax global records do not change entry identity
                 }
                 return Ok(None);
@@ -231,13 +247,12 @@ impl<R: Read> TarReader<R> {
 
     fn check_checksum(&self, h: &[u8; 512], start: u64) -> Result<(), UnpackError> {
         let stored = self.number(h, 148, 8, "chksum", start)?;
-        let (unsigned, signed) = h.iter().enumerate().fold((0u64, 0i64), |(u, s), (i, &b)| {
-            // The checksum field itself counts as eight spaces (POSIX ustar).
-            let b = if (148..156).contains(&i) { b' ' } else { b };
-            (u + u64::from(b), s + i64::from(i8::from_ne_bytes([b])))
-        });
-        // Some old tars summed signed chars; accept either, like GNU tar.
-        if stored == unsigned || i64::try_from(stored).ok() == Some(signed) {
+        // The checksum field itself counts as eight spaces (POSIX ustar). Only the POSIX unsigned sum is accepted:
+        // the signed sums of some old tars are refused, as the `tar` crate refuses them, so that an archive both
+        // readers accept is one they read alike (`differential.rs`; found by its fuzz target, issue 10).
+        let unsigned: u64 =
+            h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum();
+        if stored == unsigned {
             return Ok(());
         }
         Err(UnpackError::BadChecksum { index: self.index, offset: start, stored, computed: unsigned })
@@ -340,7 +355,17 @@ impl<R: Read> TarReader<R> {
             let eq = body.iter().position(|&b| b == b'=').ok_or_else(bad)?;
             let (key, value) = (body.get(..eq).unwrap_or_default(), body.get(eq + 1..).unwrap_or_default());
             let value_str = String::from_utf8_lossy(value).into_owned();
+            // A newline inside a record splits it for readers that read records as lines (the `tar` crate), and a NUL
+            // inside a path ends it for a C reader: two readers, two archives. Refused (issue 10, `differential.rs`).
+            if value.contains(&b'\n') || (matches!(key, b"path" | b"linkpath") && value.contains(&0)) {
+                return Err(bad());
+            }
+            let conflict = |what| UnpackError::ConflictingExtensions { index: self.index, offset: start, what };
             match key {
+                b"path" if pending.path.is_some() => return Err(conflict("a pax path beside a long name")),
+                b"linkpath" if pending.link.is_some() => {
+                    return Err(conflict("a pax linkpath beside a long link name"))
+                }
                 b"path" => pending.path = Some(value_str),
                 b"linkpath" => pending.link = Some(value_str),
                 b"size" => pending.size = Some(value_str.parse().map_err(|_| bad())?),
@@ -349,6 +374,18 @@ impl<R: Read> TarReader<R> {
             rest = rest.get(len..).unwrap_or_default();
         }
         Ok(())
+    }
+
+    /// A GNU long name or link (`L`/`K` data): the name and one NUL. Any other NUL is refused: a C reader stops at the
+    /// first, the `tar` crate strips only the last, so the two would read different paths (issue 10).
+    fn long_name(&self, data: &[u8], start: u64) -> Result<String, UnpackError> {
+        // One terminating NUL, as GNU tar writes it; any other NUL (more padding included) is refused.
+        let name = data.strip_suffix(&[0]).unwrap_or(data);
+        if name.contains(&0) {
+            let reason = "a GNU long name or link target with a NUL byte inside";
+            return Err(UnpackError::BadName { format: FORMAT, index: self.index, offset: start, reason });
+        }
+        Ok(String::from_utf8_lossy(name).into_owned())
     }
 
     /// Reads `size` bytes of content plus padding to the next block.
