@@ -25,7 +25,9 @@ pub fn tar_differential(data: &[u8]) {
     }
 }
 
-/// reader rather than from memory (the scan's file kind agrees with the parse).
+/// Entry point of the `elf` fuzz target: runs every ELF parser and check on arbitrary bytes. Parsing must never panic,
+/// and a file's [`ElfInfo`] must not change when it is read through [`scan_content`]'s chunked reader rather than
+/// from memory (the scan's file kind agrees with the parse).
 pub fn elf(data: &[u8]) {
     let info = ElfInfo::parse(data);
     if let Ok(info) = &info {

@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod cmdline;
+pub mod error;
 pub mod linkage;
 pub mod modules;
 pub mod policy;
