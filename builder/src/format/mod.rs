@@ -37,6 +37,7 @@ pub mod init_config;
 pub mod io;
 pub mod kconfig;
 pub mod tar;
+pub mod verity;
 
 pub use compress::read::{read_initrd, sniff, CompressionInfo, Container, GzipHeader, Initrd, ZstdHeader};
 pub use cpio::read::{CpioEntry, CpioReader};

@@ -22,3 +22,4 @@ mod sealed_build;
 mod sealing;
 mod tar_crate;
 mod verify;
+mod verity;
