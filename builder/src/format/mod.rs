@@ -31,6 +31,7 @@ pub mod bzimage;
 pub mod compress;
 pub mod cpio;
 pub mod elf;
+pub mod erofs;
 mod error;
 pub mod fuzzing;
 pub mod init_config;

@@ -9,6 +9,7 @@ mod util;
 mod bad_input;
 mod build;
 mod diff;
+mod erofs;
 mod id_block;
 mod inspect;
 mod layers;
