@@ -68,6 +68,54 @@ pub struct Manifest {
     /// The sealing-policy verdict (filled in by the sealing checks).
     #[serde(default)]
     pub sealing: BTreeMap<String, serde_json::Value>,
+    /// The data volumes (absent when the recipe has none, so older manifests read alike).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeRecord>,
+}
+
+/// One data volume: an EROFS image and its dm-verity hash tree in one output file, and what the kernel command line
+/// says of it (`cvm.volume=<name>:<data_blocks>:<hash_blocks>:<root_hash>:<salt>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeRecord {
+    /// The volume's name (the guest finds its disk by this serial).
+    pub name: String,
+    /// Where the guest mounts it.
+    pub mount: String,
+    /// The mount flags (`ro`, and `nodev`, `nosuid`, `noexec` unless the recipe relaxed them).
+    pub mount_flags: Vec<String>,
+    /// The output file: the image, then the hash tree.
+    pub image: String,
+    /// The file system of the data part (`erofs`).
+    pub filesystem: String,
+    /// Data and hash block size (4096).
+    pub block_size: u64,
+    /// Blocks of file-system data; the hash tree starts at this block.
+    pub data_blocks: u64,
+    /// Blocks of hash tree.
+    pub hash_blocks: u64,
+    /// The hash of the tree (`sha256`).
+    pub hash_algorithm: String,
+    /// The salt, hex.
+    pub salt: String,
+    /// The root hash, hex: what the measured command line pins.
+    pub root_hash: String,
+    /// The files' bytes added up.
+    pub content_size: u64,
+    /// Every file in the volume, by path.
+    pub files: Vec<VolumeFileRecord>,
+}
+
+/// One file of a data volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeFileRecord {
+    /// Its path inside the volume.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
 }
 
 /// The recipe a build came from.

@@ -82,6 +82,22 @@ pub enum BuildError {
         /// The tree.
         root: PathBuf,
     },
+    /// A data volume could not be planned or written.
+    #[error("volume `{name}` ({field}) cannot be built")]
+    Volume {
+        /// `volumes[i]`.
+        field: String,
+        /// The volume's name.
+        name: String,
+        /// What went wrong.
+        source: super::volume::VolumeError,
+    },
+    /// The kernel command line with the volumes' parameters is too long.
+    #[error("the kernel command line with the `cvm.volume=` parameters is {len} bytes; x86 takes at most 2047")]
+    CmdlineTooLong {
+        /// Its length.
+        len: usize,
+    },
     /// Reading an input failed.
     #[error("input `{role}`: cannot read `{path}`")]
     InputIo {

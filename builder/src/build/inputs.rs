@@ -135,7 +135,7 @@ pub(crate) fn resolve_dir(loaded: &LoadedRecipe, root: &Path, field: &str, path:
     Ok(canonical)
 }
 
-fn resolve(loaded: &LoadedRecipe, root: &Path, role: &str, path: &str) -> Result<PathBuf, BuildError> {
+pub(crate) fn resolve(loaded: &LoadedRecipe, root: &Path, role: &str, path: &str) -> Result<PathBuf, BuildError> {
     let joined = loaded.dir.join(path);
     let metadata = match joined.metadata() {
         Ok(m) => m,

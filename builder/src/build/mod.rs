@@ -33,6 +33,7 @@ pub mod measure;
 mod output;
 mod report;
 mod sealing;
+pub mod volume;
 mod write;
 
 pub use error::BuildError;
@@ -192,6 +193,8 @@ struct Checked {
     sealed: crate::seal::check::SealOutcome,
     /// The validated VM shapes to measure.
     plan: measure::Plan,
+    /// The data volumes' files, walked but not yet read.
+    volumes: Vec<volume::PlannedVolume>,
 }
 
 /// Every check that can refuse the build, in an order that writes nothing: recipe, output target, inputs, lock,
@@ -236,7 +239,23 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
     layout
         .add_modules(sealed.module_files.iter().map(|m| (m.dest.as_str(), m.mode)))
         .map_err(|problem| invalid(&loaded, problem))?;
-    Ok(Checked { loaded, layout, compression, existing, recipe_record, inputs, lock_path, lock, bzimage, sealed, plan })
+    crate::recipe::volume::check_hidden(&layout, &loaded.recipe.volumes)
+        .map_err(|problem| invalid(&loaded, problem))?;
+    let volumes = volume::plan_all(&loaded, &root)?;
+    Ok(Checked {
+        loaded,
+        layout,
+        compression,
+        existing,
+        recipe_record,
+        inputs,
+        lock_path,
+        lock,
+        bzimage,
+        sealed,
+        plan,
+        volumes,
+    })
 }
 
 fn invalid(loaded: &LoadedRecipe, problem: Problem) -> BuildError {
@@ -275,13 +294,19 @@ fn check_kernel(input: &inputs::Input) -> Result<BzImage, BuildError> {
 }
 
 /// Debug builds only (the integration tests): with `CVMFORGE_TEST_PAUSE_AFTER_STAGING=FILE`, create FILE once the
-/// staging directory exists and wait there, so that a test can signal or kill a build at a known step without
-/// depending on timing. Release builds never read it.
+/// staging directory exists and wait there until FILE is removed (at most a minute), so that a test can signal, kill
+/// or change the inputs of a build at a known step without depending on timing. Release builds never read it.
 fn test_hook_pause_after_staging() {
     #[cfg(debug_assertions)]
     if let Some(marker) = std::env::var_os("CVMFORGE_TEST_PAUSE_AFTER_STAGING") {
         let _ = std::fs::write(&marker, b"paused");
-        std::thread::sleep(std::time::Duration::from_secs(60));
+        // Resumes when the test removes the marker (or after a minute).
+        for _ in 0..3000 {
+            if !std::path::Path::new(&marker).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

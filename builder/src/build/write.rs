@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::{
-    find, hashing, initrd, inputs, measure, BuildError, Checked, Progress, Step, CMDLINE_FILE, INITRD_FILE,
+    find, hashing, initrd, inputs, measure, volume, BuildError, Checked, Progress, Step, CMDLINE_FILE, INITRD_FILE,
     KERNEL_FILE, MANIFEST_FILE,
 };
 use crate::format::compress;
@@ -42,13 +42,20 @@ pub(super) fn write_outputs(
     let job = initrd::InitrdJob { recipe, layout: &c.layout, init, files, compression: c.compression, jobs, modules };
     let initrd = initrd::write(&job, &dir.join(INITRD_FILE), progress)?;
     let mut names = copy_inputs(&c.inputs, dir, progress)?;
-    write_file(&dir.join(CMDLINE_FILE), recipe.kernel.cmdline.as_bytes())?;
+    let volumes = volume::write_all(&c.loaded, &c.volumes, dir, jobs)?;
+    // The volumes' root hashes join the command line, and with it every measurement.
+    let cmdline = format!("{}{}", recipe.kernel.cmdline, volume::cmdline_params(&volumes));
+    if cmdline.len() > crate::recipe::MAX_CMDLINE_LEN {
+        return Err(BuildError::CmdlineTooLong { len: cmdline.len() });
+    }
+    write_file(&dir.join(CMDLINE_FILE), cmdline.as_bytes())?;
 
     names.extend([INITRD_FILE.to_string(), CMDLINE_FILE.to_string()]);
+    names.extend(volumes.iter().map(|v| v.image.clone()));
     names.sort();
     let outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
     progress.begin(Step::Measure, 0);
-    let (measurements, warnings) = measure_outputs(c, dir, &outputs)?;
+    let (measurements, warnings) = measure_outputs(c, dir, &outputs, &cmdline)?;
     progress.end();
     progress.begin(Step::Bundle, 0);
     let manifest = Manifest {
@@ -67,10 +74,11 @@ pub(super) fn write_outputs(
         kernel: KernelRecord {
             boot_protocol: c.bzimage.protocol_string(),
             version: c.bzimage.kernel_version.clone(),
-            cmdline: recipe.kernel.cmdline.clone(),
+            cmdline: cmdline.clone(),
         },
         measurements,
         sealing: c.sealed.manifest_sealing(),
+        volumes,
     };
     let manifest_json = manifest.to_json();
     // The same limit every reader applies: a manifest that `verify` or `inspect` would refuse is never written.
@@ -86,7 +94,11 @@ pub(super) fn write_outputs(
     names.push(MANIFEST_FILE.to_string());
     names.sort();
     let bundle = format!("{}-{}.cvm.tar", recipe.name, recipe.version);
-    write_bundle(dir, &bundle, &names, recipe.source_date_epoch)?;
+    // Volume images are published beside the bundle, not in it (they can be gigabytes); the manifest in the bundle
+    // pins each by its digest and its root hash.
+    let members: Vec<String> =
+        names.iter().filter(|n| !manifest.volumes.iter().any(|v| &v.image == *n)).cloned().collect();
+    write_bundle(dir, &bundle, &members, recipe.source_date_epoch)?;
     names.push(bundle);
     names.sort();
     let all_outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
@@ -99,6 +111,7 @@ pub(super) fn measure_outputs(
     c: &Checked,
     dir: &Path,
     outputs: &[OutputRecord],
+    cmdline: &str,
 ) -> Result<(Measurements, Vec<String>), BuildError> {
     let initrd = outputs.iter().find(|o| o.name == INITRD_FILE).ok_or(BuildError::Internal { what: "outputs" })?;
     let mut initrd_sha256 = [0u8; 32];
@@ -109,7 +122,7 @@ pub(super) fn measure_outputs(
         initrd_sha256,
         firmware_snp_sha256: c.inputs.iter().find(|i| i.role == "firmware:snp").map(|i| i.sha256),
         firmware_tdx_sha256: c.inputs.iter().find(|i| i.role == "firmware:tdx").map(|i| i.sha256),
-        cmdline: &c.loaded.recipe.kernel.cmdline,
+        cmdline,
     };
     Ok(measure::measure(&c.plan, &sources)?)
 }

@@ -25,6 +25,7 @@ fn sample() -> Manifest {
         kernel: KernelRecord { boot_protocol: "2.15".into(), version: None, cmdline: String::new() },
         measurements: Measurements::default(),
         sealing: BTreeMap::new(),
+        volumes: Vec::new(),
     }
 }
 

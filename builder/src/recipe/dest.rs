@@ -179,6 +179,7 @@ impl Layout {
             let origin = format!("initrd.directories[{i}] (path {})", d.path);
             layout.claim(&d.path, &origin, Kind::Directory { mode, explicit: true })?;
         }
+        super::volume::add_mount_points(&mut layout, &recipe.volumes)?;
         layout.imply_parents()?;
         Ok(layout)
     }
@@ -198,7 +199,7 @@ impl Layout {
         matches!(self.entries.get(path).map(|e| &e.kind), Some(Kind::File { .. } | Kind::Symlink { .. }))
     }
 
-    fn claim(&mut self, path: &str, origin: &str, kind: Kind) -> Result<(), Problem> {
+    pub(super) fn claim(&mut self, path: &str, origin: &str, kind: Kind) -> Result<(), Problem> {
         if let Some(existing) = self.entries.get(path) {
             return Err(Problem::Duplicate {
                 first: existing.origin.clone(),

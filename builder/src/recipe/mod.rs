@@ -36,6 +36,7 @@ pub mod lock;
 pub mod seal_spec;
 mod validate;
 pub mod values;
+pub mod volume;
 
 use cvmforge_measure::snp::vcpu_types::VcpuType;
 use cvmforge_measure::snp::vmm_types::VmmType;
@@ -137,6 +138,9 @@ pub struct Recipe {
     /// Sealing-policy strictness and waivers (interpreted by `crate::seal`).
     #[serde(default)]
     pub sealing: SealingSpec,
+    /// Read-only data volumes under dm-verity (see [`volume`]).
+    #[serde(default)]
+    pub volumes: Vec<volume::VolumeSpec>,
 }
 
 /// `kernel:`.
@@ -500,6 +504,14 @@ pub enum Problem {
         path: String,
         /// Why.
         reason: dest::DestError,
+    },
+    /// A data volume's name, source or mount point is not acceptable.
+    #[error("`{field}` {reason}")]
+    BadVolume {
+        /// The field, e.g. `volumes[0].mount`.
+        field: String,
+        /// What is wrong.
+        reason: String,
     },
     /// Two entries claim the same initrd path.
     #[error("`{second}` conflicts with `{first}`: both claim `{path}`")]

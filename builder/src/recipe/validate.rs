@@ -31,6 +31,7 @@ impl Recipe {
             return Err(Problem::InitConfigTooLarge { size, limit: MAX_INIT_CONFIG_LEN });
         }
         self.compression()?;
+        super::volume::check_volumes(&self.volumes)?;
         for (field, path) in self.input_fields() {
             if path.is_empty() || path.contains('\0') {
                 return Err(Problem::EmptyInputPath { field });
@@ -84,6 +85,14 @@ impl Recipe {
         }
         if let Some(p) = &self.firmware.tdx {
             fields.push(("firmware.tdx".to_string(), p.as_str()));
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            if let Some(source) = &v.source {
+                fields.push((format!("volumes[{i}].source"), source.as_str()));
+            }
+            for (j, f) in v.files.iter().enumerate() {
+                fields.push((format!("volumes[{i}].files[{j}].src"), f.src.as_str()));
+            }
         }
         fields
     }

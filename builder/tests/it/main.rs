@@ -24,3 +24,4 @@ mod sealing;
 mod tar_crate;
 mod verify;
 mod verity;
+mod volume;

@@ -335,6 +335,7 @@ pub(crate) fn manifest_with(
         kernel: KernelRecord { boot_protocol: "2.15".into(), version: None, cmdline: "console=ttyS0".into() },
         measurements: Measurements { snp, tdx },
         sealing: Default::default(),
+        volumes: Vec::new(),
     }
     .to_json()
 }
