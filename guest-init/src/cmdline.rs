@@ -42,9 +42,72 @@ pub(crate) enum CmdlineError {
     /// The address cannot be a host address (network, broadcast, loopback, ...).
     #[error("`{addr}/{prefix}` is not a usable host address")]
     NotHost { addr: Ipv4Addr, prefix: u8 },
+    /// A `cvm.volume=` value is not `NAME:DATA_BLOCKS:HASH_BLOCKS:ROOT_HASH:SALT`.
+    #[error("`cvm.volume={value}`: {reason}")]
+    Volume { value: String, reason: &'static str },
+    /// Two `cvm.volume=` parameters name the same volume.
+    #[error("`cvm.volume={name}:...` is given more than once")]
+    DuplicateVolume { name: String },
     /// The gateway is outside the subnet, or is the address itself.
     #[error("gateway `{gateway}` is not another host in `{addr}/{prefix}`")]
     GatewayOutsideSubnet { gateway: Ipv4Addr, addr: Ipv4Addr, prefix: u8 },
+}
+
+/// The cmdline parameter of a data volume.
+pub(crate) const VOLUME_PARAM: &str = "cvm.volume=";
+
+/// A data volume's dm-verity parameters, as the builder put them on the measured command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeParams {
+    /// The volume's name.
+    pub(crate) name: String,
+    /// 4 KiB blocks of data; the hash tree starts at this block.
+    pub(crate) data_blocks: u64,
+    /// 4 KiB blocks of hash tree.
+    pub(crate) hash_blocks: u64,
+    /// The SHA-256 root hash, 64 lowercase hex digits.
+    pub(crate) root_hash: String,
+    /// The salt, lowercase hex (at most 256 bytes), possibly empty.
+    pub(crate) salt: String,
+}
+
+/// Every `cvm.volume=` of a kernel command line.
+pub(crate) fn parse_volumes(cmdline: &str) -> Result<Vec<VolumeParams>, CmdlineError> {
+    let mut out: Vec<VolumeParams> = Vec::new();
+    for value in cmdline.split_ascii_whitespace().filter_map(|w| w.strip_prefix(VOLUME_PARAM)) {
+        let v = parse_volume(value)?;
+        if out.iter().any(|o| o.name == v.name) {
+            return Err(CmdlineError::DuplicateVolume { name: v.name });
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn parse_volume(value: &str) -> Result<VolumeParams, CmdlineError> {
+    let bad = |reason| CmdlineError::Volume { value: value.into(), reason };
+    let parts: Vec<&str> = value.split(':').collect();
+    let [name, data, hash, root, salt] = parts[..] else {
+        return Err(bad("expected NAME:DATA_BLOCKS:HASH_BLOCKS:ROOT_HASH:SALT"));
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(bad("the name must be 1 to 32 characters of [a-z0-9_-]"));
+    }
+    let blocks = |text: &str| text.parse::<u64>().ok().filter(|&n| n > 0 && n < (1 << 40));
+    let (Some(data_blocks), Some(hash_blocks)) = (blocks(data), blocks(hash)) else {
+        return Err(bad("block counts must be decimal numbers from 1 to 2^40"));
+    };
+    let hex = |text: &str| text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if root.len() != 64 || !hex(root) {
+        return Err(bad("the root hash must be 64 lowercase hex digits (SHA-256)"));
+    }
+    if salt.len() % 2 != 0 || salt.len() > 512 || !hex(salt) {
+        return Err(bad("the salt must be lowercase hex of at most 256 bytes"));
+    }
+    Ok(VolumeParams { name: name.into(), data_blocks, hash_blocks, root_hash: root.into(), salt: salt.into() })
 }
 
 /// Finds and parses `cvm.net=` in a kernel command line; `None` if absent.
@@ -113,6 +176,39 @@ fn check_host(addr: Ipv4Addr, prefix: u8) -> Result<(), CmdlineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ROOT: &str = "6f1c0e5b1a1f0c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f809";
+
+    #[test]
+    fn parses_volumes() {
+        let line = format!("console=ttyS0 cvm.volume=models:12:1:{ROOT}:abcd cvm.volume=b:2:1:{ROOT}: quiet");
+        let v = parse_volumes(&line).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            (v[0].name.as_str(), v[0].data_blocks, v[0].hash_blocks, v[0].salt.as_str()),
+            ("models", 12, 1, "abcd")
+        );
+        assert_eq!(v[1].salt, "");
+        assert_eq!(parse_volumes("console=ttyS0").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rejects_bad_volumes() {
+        for (value, needle) in [
+            (format!("m:12:1:{ROOT}"), "expected NAME"),
+            (format!("M:12:1:{ROOT}:ab"), "the name"),
+            (format!("m:0:1:{ROOT}:ab"), "block counts"),
+            (format!("m:12:x:{ROOT}:ab"), "block counts"),
+            ("m:12:1:abcd:ab".to_string(), "root hash"),
+            (format!("m:12:1:{}:ab", ROOT.to_uppercase()), "root hash"),
+            (format!("m:12:1:{ROOT}:abc"), "salt"),
+        ] {
+            let err = parse_volumes(&format!("cvm.volume={value}")).unwrap_err().to_string();
+            assert!(err.contains(needle), "{value}: {err}");
+        }
+        let twice = format!("cvm.volume=m:1:1:{ROOT}: cvm.volume=m:2:1:{ROOT}:");
+        assert_eq!(parse_volumes(&twice), Err(CmdlineError::DuplicateVolume { name: "m".into() }));
+    }
 
     #[test]
     fn parses_net_from_cmdline() {

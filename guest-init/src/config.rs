@@ -29,6 +29,30 @@ struct RawConfig {
     env: BTreeMap<String, String>,
     uid: u32,
     gid: u32,
+    #[serde(default)]
+    volumes: Vec<RawVolume>,
+}
+
+/// A data volume as written on disk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVolume {
+    name: String,
+    mount: String,
+    flags: Vec<String>,
+}
+
+/// Where and how to mount a data volume (its verity parameters come from the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeMount {
+    /// The volume's name.
+    pub(crate) name: String,
+    /// The mount point (a directory of the initrd).
+    pub(crate) mount: String,
+    /// Flags besides `MS_RDONLY`.
+    pub(crate) flags: nix::mount::MsFlags,
+    /// The flags as written, for the log.
+    pub(crate) flag_names: Vec<String>,
 }
 
 /// The validated config.
@@ -44,6 +68,8 @@ pub(crate) struct Config {
     pub(crate) uid: u32,
     /// Non-zero group id of the payload.
     pub(crate) gid: u32,
+    /// Data volumes to mount before the payload starts.
+    pub(crate) volumes: Vec<VolumeMount>,
 }
 
 /// Why the config was rejected.
@@ -82,6 +108,9 @@ pub(crate) enum ConfigError {
     /// An environment value contains NUL.
     #[error("env value of `{key}` contains a NUL byte")]
     EnvValue { key: String },
+    /// A volume entry is invalid.
+    #[error("volumes[{index}]: {reason}")]
+    Volume { index: usize, reason: String },
     /// A module path is invalid.
     #[error("modules[{index}] is invalid")]
     Module {
@@ -115,8 +144,39 @@ impl Config {
             .enumerate()
             .map(|(index, m)| Module::parse(m).map_err(|source| ConfigError::Module { index, source }))
             .collect::<Result<_, _>>()?;
-        Ok(Config { modules, command: raw.command, env: raw.env, uid: raw.uid, gid: raw.gid })
+        let volumes = raw
+            .volumes
+            .iter()
+            .enumerate()
+            .map(|(index, v)| volume(v).map_err(|reason| ConfigError::Volume { index, reason }))
+            .collect::<Result<_, _>>()?;
+        Ok(Config { modules, command: raw.command, env: raw.env, uid: raw.uid, gid: raw.gid, volumes })
     }
+}
+
+fn volume(raw: &RawVolume) -> Result<VolumeMount, String> {
+    let name_ok = !raw.name.is_empty()
+        && raw.name.len() <= 32
+        && raw.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(format!("name `{}` is not 1 to 32 characters of [a-z0-9_-]", raw.name));
+    }
+    if !is_normal_absolute(&raw.mount) || raw.mount == "/" {
+        return Err(format!("mount `{}` is not a normalised absolute path below /", raw.mount));
+    }
+    if raw.flags.first().map(String::as_str) != Some("ro") {
+        return Err("flags must start with `ro`: volumes are read-only".into());
+    }
+    let mut flags = nix::mount::MsFlags::empty();
+    for flag in raw.flags.iter().skip(1) {
+        flags |= match flag.as_str() {
+            "nodev" => nix::mount::MsFlags::MS_NODEV,
+            "nosuid" => nix::mount::MsFlags::MS_NOSUID,
+            "noexec" => nix::mount::MsFlags::MS_NOEXEC,
+            other => return Err(format!("unknown flag `{other}` (expected nodev, nosuid or noexec)")),
+        };
+    }
+    Ok(VolumeMount { name: raw.name.clone(), mount: raw.mount.clone(), flags, flag_names: raw.flags.clone() })
 }
 
 fn validate_command(command: &[String]) -> Result<(), ConfigError> {
@@ -156,6 +216,24 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
         v[field] = serde_json::from_str(value).unwrap();
         v.to_string()
+    }
+
+    #[test]
+    fn parses_and_checks_volumes() {
+        let ok = with("volumes", r#"[{"name":"models","mount":"/models","flags":["ro","nodev","nosuid","noexec"]}]"#);
+        let c = Config::parse(ok.as_bytes()).unwrap();
+        use nix::mount::MsFlags;
+        assert_eq!(c.volumes[0].flags, MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
+        assert!(Config::parse(GOOD.as_bytes()).unwrap().volumes.is_empty());
+        for (volumes, needle) in [
+            (r#"[{"name":"m","mount":"/m","flags":["nodev"]}]"#, "must start with `ro`"),
+            (r#"[{"name":"m","mount":"/m","flags":["ro","rw"]}]"#, "unknown flag `rw`"),
+            (r#"[{"name":"m","mount":"m","flags":["ro"]}]"#, "not a normalised absolute path"),
+            (r#"[{"name":"M/x","mount":"/m","flags":["ro"]}]"#, "name `M/x`"),
+        ] {
+            let err = Config::parse(with("volumes", volumes).as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{volumes}: {err}");
+        }
     }
 
     #[test]

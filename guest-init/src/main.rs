@@ -5,7 +5,8 @@
 //!    Ctrl-Alt-Del a SIGINT (forwarded) rather than a hard reset;
 //! 2. mount /proc, /sys, /dev (devtmpfs), /tmp, /run ([`mounts`]) — nothing persistent;
 //! 3. read and validate `/etc/cvmforge/init.json` ([`config`]);
-//! 4. load the listed kernel modules in order ([`modules`]);
+//! 4. load the listed kernel modules in order ([`modules`]), then set up each data volume under dm-verity from the
+//!    measured command line and mount it read-only ([`volumes`]);
 //! 5. bring up lo and, with `cvm.net=` on the kernel command line ([`cmdline`]),
 //!    the first virtio NIC ([`net`]);
 //! 6. lock the kernel (no more modules, no usermode helpers, hardening sysctls) and
@@ -30,6 +31,7 @@ mod net;
 mod payload;
 mod power;
 mod relay;
+mod volumes;
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -62,6 +64,8 @@ enum InitError {
     Cmdline(#[from] cmdline::CmdlineError),
     #[error(transparent)]
     Module(#[from] modules::ModuleError),
+    #[error("data volume setup failed")]
+    Volume(#[from] volumes::VolumeError),
     #[error("network setup failed")]
     Net(#[from] net::NetError),
     #[error(transparent)]
@@ -111,9 +115,14 @@ fn run() -> Result<String, InitError> {
     }
     let config = Config::parse(&read_limited(CONFIG_PATH, MAX_CONFIG_BYTES)?)?;
     log!("read {CONFIG_PATH}");
-    let net = cmdline::parse_cmdline(&String::from_utf8_lossy(&read_limited("/proc/cmdline", 64 * 1024)?))?;
+    let cmdline = String::from_utf8_lossy(&read_limited("/proc/cmdline", 64 * 1024)?).into_owned();
+    let net = cmdline::parse_cmdline(&cmdline)?;
+    let volume_params = cmdline::parse_volumes(&cmdline)?;
     for m in &config.modules {
         log!("{}", m.load()?.describe(&m.name));
+    }
+    for line in volumes::set_up(&config.volumes, &volume_params)? {
+        log!("{line}");
     }
     for line in net::bring_up(net)? {
         log!("{line}");

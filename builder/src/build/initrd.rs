@@ -50,7 +50,8 @@ pub(crate) fn write(job: &InitrdJob<'_>, path: &Path, progress: &dyn Progress) -
     let total = job.files.iter().map(|i| i.size).sum::<u64>() + job.init.size;
     progress.begin(Step::Initrd, total);
     let module_dests: Vec<String> = job.modules.iter().map(|m| m.dest.clone()).collect();
-    let config = job.recipe.init_config(&module_dests).to_bytes();
+    let volumes = job.recipe.init_volumes();
+    let config = job.recipe.init_config(&module_dests, &volumes).to_bytes();
     let mut entries = Vec::with_capacity(job.layout.entries.len() + 1);
     // The root directory first, with a fixed mode: without an entry for it the kernel leaves the initramfs root at
     // its default mode 1777, writable by the payload (issue 17). guest-init also remounts it read-only.

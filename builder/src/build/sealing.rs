@@ -44,7 +44,7 @@ pub(super) fn seal(
             Kind::CharDevice { .. } => SealEntryKind::Other,
             Kind::Symlink { target } => SealEntryKind::Symlink { target: target.clone() },
             Kind::File { source: FileSource::InitConfig, .. } => {
-                SealEntryKind::File(Content::Bytes(recipe.init_config(&[]).to_bytes()))
+                SealEntryKind::File(Content::Bytes(recipe.init_config(&[], &recipe.init_volumes()).to_bytes()))
             }
             Kind::File { source: FileSource::Init, .. } => SealEntryKind::File(Content::Path(init.resolved.clone())),
             Kind::File { source: FileSource::Payload(i), .. } => {

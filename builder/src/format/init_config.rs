@@ -8,7 +8,7 @@
 //! use cvmforge::format::init_config::InitConfig;
 //! let command = vec!["/usr/bin/app".to_string()];
 //! let env = BTreeMap::new();
-//! let config = InitConfig { command: &command, env: &env, uid: 65534, gid: 65534, modules: &[] };
+//! let config = InitConfig { command: &command, env: &env, uid: 65534, gid: 65534, modules: &[], volumes: &[] };
 //! assert_eq!(
 //!     config.to_bytes(),
 //!     b"{\"command\":[\"/usr/bin/app\"],\"env\":{},\"gid\":65534,\"modules\":[],\"schema\":\"cvmforge-init/v1\",\"uid\":65534}\n"
@@ -35,12 +35,26 @@ pub struct InitConfig<'a> {
     pub gid: u32,
     /// Kernel modules to load, in load order (initrd paths).
     pub modules: &'a [String],
+    /// Data volumes to mount (the `volumes` key is written only when there are some).
+    pub volumes: &'a [InitVolume],
+}
+
+/// A data volume as guest-init sets it up: its verity parameters come from the kernel command line
+/// (`cvm.volume=<name>:...`), where it is mounted and how from here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InitVolume {
+    /// The volume's name: the serial of its virtio disk and the key of its `cvm.volume=` parameter.
+    pub name: String,
+    /// The mount point.
+    pub mount: String,
+    /// Mount flags: `ro` and any of `nodev`, `nosuid`, `noexec`.
+    pub flags: Vec<String>,
 }
 
 impl InitConfig<'_> {
     /// The exact file bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "command": self.command,
             "env": self.env,
             "gid": self.gid,
@@ -48,6 +62,10 @@ impl InitConfig<'_> {
             "schema": SCHEMA,
             "uid": self.uid,
         });
+        // Images without volumes keep the bytes they had before volumes existed.
+        if let (false, Some(map)) = (self.volumes.is_empty(), value.as_object_mut()) {
+            map.insert("volumes".into(), serde_json::json!(self.volumes));
+        }
         // A JSON value of strings and integers always serializes.
         let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
         bytes.push(b'\n');

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::format::init_config::InitConfig;
+use crate::format::init_config::{InitConfig, InitVolume};
 
 pub mod dest;
 pub mod lock;
@@ -577,14 +577,27 @@ impl Recipe {
 
     /// `/etc/cvmforge/init.json` for this recipe with the kernel modules to load, in load order. The bytes are the
     /// init-config format's ([`crate::format::init_config`]); the recipe only supplies the values.
-    pub fn init_config<'a>(&'a self, modules: &'a [String]) -> InitConfig<'a> {
+    pub fn init_config<'a>(&'a self, modules: &'a [String], volumes: &'a [InitVolume]) -> InitConfig<'a> {
         InitConfig {
             command: &self.initrd.command,
             env: &self.initrd.env,
             uid: self.initrd.user,
             gid: self.gid(),
             modules,
+            volumes,
         }
+    }
+
+    /// The volumes as `/etc/cvmforge/init.json` lists them.
+    pub fn init_volumes(&self) -> Vec<InitVolume> {
+        self.volumes
+            .iter()
+            .map(|v| InitVolume {
+                name: v.name.clone(),
+                mount: v.mount.clone(),
+                flags: v.mount_flags().into_iter().map(str::to_owned).collect(),
+            })
+            .collect()
     }
 
     /// The gid the payload runs as.

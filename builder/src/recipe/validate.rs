@@ -26,7 +26,8 @@ impl Recipe {
         if self.gid() == 0 {
             return Err(Problem::RootPayload { field: "group" });
         }
-        let size = self.init_config(&[]).to_bytes().len();
+        let volumes = self.init_volumes();
+        let size = self.init_config(&[], &volumes).to_bytes().len();
         if size > MAX_INIT_CONFIG_LEN {
             return Err(Problem::InitConfigTooLarge { size, limit: MAX_INIT_CONFIG_LEN });
         }
