@@ -22,3 +22,4 @@ pub mod http;
 pub mod server;
 pub mod summarize;
 pub mod tls;
+pub mod weights;

@@ -1,4 +1,4 @@
-//! `summarize-server` binary: parses `--listen` and `--tls-listen`, binds, serves forever.
+//! `summarize-server` binary: parses `--listen`, `--tls-listen` and `--weights`, binds, serves forever.
 //! Exit codes: 2 for usage errors, 1 when an address cannot be bound or the TLS key cannot be made.
 
 use std::net::TcpListener;
@@ -23,8 +23,8 @@ fn bind(listen: &str, what: &str) -> Option<TcpListener> {
 }
 
 fn main() -> ExitCode {
-    let (listen, tls_listen) = match args::parse(std::env::args().skip(1)) {
-        Ok(Command::Serve { listen, tls_listen }) => (listen, tls_listen),
+    let (listen, tls_listen, weights) = match args::parse(std::env::args().skip(1)) {
+        Ok(Command::Serve { listen, tls_listen, weights }) => (listen, tls_listen, weights),
         Ok(Command::Help) => {
             print!("{}", args::USAGE);
             return ExitCode::SUCCESS;
@@ -36,7 +36,15 @@ fn main() -> ExitCode {
     };
     let limits = Limits::default();
     let budget = Arc::new(Budget::default());
-    let mut service = Service::default();
+    let weights = weights.map(|path| Arc::new(server::WeightsFile::new(&path)));
+    if let Some(file) = &weights {
+        // Read once at start-up so that the console says at once whether the model is usable.
+        match file.get() {
+            Ok(w) => eprintln!("summarize-server: {} corpus term weights loaded", w.terms.len()),
+            Err(e) => eprintln!("summarize-server: the model's weights are unavailable: {e}"),
+        }
+    }
+    let mut service = Service { weights, ..Service::default() };
     if let Some(tls_listen) = tls_listen {
         let identity = match summarize_server::tls::generate() {
             Ok(identity) => identity,
@@ -48,7 +56,7 @@ fn main() -> ExitCode {
         let Some(listener) = bind(&tls_listen, " (TLS)") else { return ExitCode::FAILURE };
         eprintln!("summarize-server: TLS key SPKI sha256 {}", hex::encode(identity.spki_sha256));
         // Plain listener: health and attestation only; TLS listener: the summariser (and attestation).
-        service = Service { tls_spki_sha256: Some(identity.spki_sha256), summarize_tls_only: true };
+        service = Service { tls_spki_sha256: Some(identity.spki_sha256), summarize_tls_only: true, ..service };
         let tls_service = Service { summarize_tls_only: false, ..service.clone() };
         let (limits, budget) = (limits.clone(), Arc::clone(&budget));
         std::thread::spawn(move || {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{self, Response};
 use crate::summarize::{self, DEFAULT_MAX_SENTENCES, METHOD};
+use crate::weights::Weights;
 
 /// Server limits.
 #[derive(Debug, Clone)]
@@ -107,7 +108,7 @@ struct SummarizeResponse<'a> {
 /// Answers one parsed request.
 pub fn route(req: &http::Request) -> Response {
     match (req.path.as_str(), req.method.as_str()) {
-        ("/v1/summarize", "POST") => summarize_endpoint(&req.body),
+        ("/v1/summarize", "POST") => summarize_endpoint(&req.body, None),
         ("/healthz", "GET") => {
             Response { status: 200, content_type: "text/plain; charset=utf-8", allow: None, body: b"ok".to_vec() }
         }
@@ -123,7 +124,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
     resp
 }
 
-fn summarize_endpoint(body: &[u8]) -> Response {
+fn summarize_endpoint(body: &[u8], weights: Option<&Weights>) -> Response {
     let req: SummarizeRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return Response::error(400, &format!("invalid request body: {e}")),
@@ -133,8 +134,9 @@ fn summarize_endpoint(body: &[u8]) -> Response {
         Some(0) => return Response::error(400, "max_sentences must be at least 1"),
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
-    let s = summarize::summarize(&req.text, max);
-    let out = SummarizeResponse { summary: &s.summary, sentences: &s.sentences, method: METHOD };
+    let s = summarize::summarize_weighted(&req.text, max, weights);
+    let method = if weights.is_some() { summarize::METHOD_WEIGHTED } else { METHOD };
+    let out = SummarizeResponse { summary: &s.summary, sentences: &s.sentences, method };
     match serde_json::to_vec(&out) {
         Ok(body) => Response::json(200, body),
         Err(_) => Response::error(500, "could not encode the response"),
@@ -185,6 +187,43 @@ pub struct Service {
     pub tls_spki_sha256: Option<[u8; 32]>,
     /// Whether `/v1/summarize` is refused here because it is served over TLS only.
     pub summarize_tls_only: bool,
+    /// The corpus weights the summariser uses, read from a file (the image's data volume).
+    pub weights: Option<Arc<WeightsFile>>,
+}
+
+/// A weights file, read at the first request that needs it and kept once it was read whole. A read that fails (an
+/// I/O error where dm-verity found a block that is not the measured one) fails that request with 503 and is tried
+/// again by the next: the summariser never runs on weights it could not read.
+#[derive(Debug)]
+pub struct WeightsFile {
+    path: String,
+    loaded: std::sync::Mutex<Option<Arc<Weights>>>,
+}
+
+impl WeightsFile {
+    /// The weights at `path`, not read yet.
+    pub fn new(path: &str) -> Self {
+        WeightsFile { path: path.to_owned(), loaded: std::sync::Mutex::new(None) }
+    }
+
+    /// The weights, reading the file if it was not read yet.
+    pub fn get(&self) -> Result<Arc<Weights>, String> {
+        let mut loaded = self.loaded.lock().map_err(|_| "the weights lock is poisoned".to_owned())?;
+        if let Some(w) = loaded.as_ref() {
+            return Ok(Arc::clone(w));
+        }
+        let read = std::fs::File::open(&self.path).and_then(|f| {
+            let mut bytes = Vec::new();
+            f.take(crate::weights::MAX_FILE).read_to_end(&mut bytes).map(|_| bytes)
+        });
+        let weights = match read {
+            Ok(bytes) => Weights::parse(&bytes).map_err(|e| format!("`{}`: {e}", self.path))?,
+            Err(e) => return Err(format!("cannot read `{}`: {e}", self.path)),
+        };
+        let weights = Arc::new(weights);
+        *loaded = Some(Arc::clone(&weights));
+        Ok(weights)
+    }
 }
 
 /// Routes with the listener's [`Service`]: `/v1/attestation` (the report binding the TLS key), and on the plain
@@ -199,6 +238,17 @@ pub fn route_with(req: &http::Request, service: &Service) -> Response {
         ("/v1/attestation", _, Some(_)) => method_not_allowed("GET"),
         ("/v1/summarize", _, _) if service.summarize_tls_only => {
             Response::error(403, "summaries are served over TLS only: use the TLS port, after checking /v1/attestation")
+        }
+        ("/v1/summarize", "POST", _) if service.weights.is_some() => {
+            let Some(file) = &service.weights else { return route(req) };
+            match file.get() {
+                Ok(weights) => summarize_endpoint(&req.body, Some(&weights)),
+                Err(e) => {
+                    // The path and the error are the server's own, never the client's: safe for the console.
+                    eprintln!("summarize-server: the model's weights are unavailable: {e}");
+                    Response::error(503, "the model's weights cannot be read; the request was not served")
+                }
+            }
         }
         _ => route(req),
     }
@@ -402,5 +452,24 @@ mod tests {
         assert_eq!(route_name(&req("GET", "/healthz", b"")), "healthz");
         assert_eq!(route_name(&req("POST", "/v1/summarize", b"")), "summarize");
         assert_eq!(route_name(&req("GET", "/\u{1b}[2Jcvmforge-init: forged", b"")), "other");
+    }
+
+    /// The summariser with a weights file: 503 while the file cannot be read (nothing is summarised without it),
+    /// the weighted method once it can.
+    #[test]
+    fn weights_that_cannot_be_read_fail_the_request_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("terms.tsv");
+        let service =
+            Service { weights: Some(Arc::new(WeightsFile::new(path.to_str().unwrap()))), ..Service::default() };
+        let body = br#"{"text":"The cat sat. A storm of liberty rose over the nation. The end.","max_sentences":1}"#;
+        let resp = route_with(&req("POST", "/v1/summarize", body), &service);
+        assert_eq!(resp.status, 503);
+        assert!(json(&resp)["error"].as_str().unwrap().contains("weights cannot be read"));
+        let weights = crate::weights::Weights::compute(["the cat sat\n\nthe end of the day"]);
+        std::fs::write(&path, weights.to_tsv()).unwrap();
+        let resp = route_with(&req("POST", "/v1/summarize", body), &service);
+        assert_eq!(resp.status, 200);
+        assert_eq!(json(&resp)["method"], summarize::METHOD_WEIGHTED);
     }
 }

@@ -17,6 +17,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::weights::Weights;
+
 /// Name of the method, reported in every response.
 pub const METHOD: &str = "tfidf-extractive/v1";
 
@@ -115,8 +117,16 @@ fn term_counts(tokens: &[String]) -> BTreeMap<&str, u32> {
     counts
 }
 
+/// Name of the method when corpus weights are used: each term's TF-IDF is multiplied by its corpus weight.
+pub const METHOD_WEIGHTED: &str = "tfidf-extractive/v1+corpus-weights";
+
 /// TF-IDF score of each sentence, in sentence order.
 pub fn score_sentences(sentences: &[&str]) -> Vec<f64> {
+    score_sentences_weighted(sentences, None)
+}
+
+/// TF-IDF score of each sentence, each term's part multiplied by its corpus weight when `weights` is given.
+pub fn score_sentences_weighted(sentences: &[&str], weights: Option<&Weights>) -> Vec<f64> {
     let tokens: Vec<Vec<String>> = sentences.iter().map(|s| tokenize(s)).collect();
     let counts: Vec<BTreeMap<&str, u32>> = tokens.iter().map(|t| term_counts(t)).collect();
     let mut df: BTreeMap<&str, u32> = BTreeMap::new();
@@ -134,7 +144,8 @@ pub fn score_sentences(sentences: &[&str]) -> Vec<f64> {
             c.iter()
                 .map(|(term, &count)| {
                     let d = f64::from(df.get(term).copied().unwrap_or(1));
-                    (f64::from(count) / len) * (n / d).ln()
+                    let w = weights.map_or(1.0, |w| w.of(term));
+                    (f64::from(count) / len) * (n / d).ln() * w
                 })
                 .sum()
         })
@@ -143,8 +154,13 @@ pub fn score_sentences(sentences: &[&str]) -> Vec<f64> {
 
 /// Summarises `text` into at most `max_sentences` sentences.
 pub fn summarize(text: &str, max_sentences: usize) -> Summary {
+    summarize_weighted(text, max_sentences, None)
+}
+
+/// [`summarize`] with corpus weights.
+pub fn summarize_weighted(text: &str, max_sentences: usize, weights: Option<&Weights>) -> Summary {
     let sentences = split_sentences(text);
-    let scores = score_sentences(&sentences);
+    let scores = score_sentences_weighted(&sentences, weights);
     let mut order: Vec<usize> = (0..sentences.len()).collect();
     // Score descending, then position ascending: a total, deterministic order.
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
