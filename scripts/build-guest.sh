@@ -4,6 +4,7 @@
 #   OUT_DIR/guest-init        (the image's /init)
 #   OUT_DIR/summarize-server  (the demo payload)
 #   OUT_DIR/probe             (a hostile payload for scripts/tests/probe.sh; never in a release image)
+#   OUT_DIR/make-weights      (a host tool: the demo model's term weights from examples/summarize-server/corpus)
 #
 # usage: scripts/build-guest.sh OUT_DIR
 #
@@ -30,7 +31,7 @@ RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$root=/build --rema
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$out"
-for bin in guest-init summarize-server probe; do
+for bin in guest-init summarize-server probe make-weights; do
     src="$target_dir/$target/release/$bin"
     # rustc's +crt-static on gnu gives a static PIE: no PT_INTERP, no NEEDED libraries.
     if readelf -l "$src" | grep -q INTERP || readelf -d "$src" | grep -q NEEDED; then
@@ -40,4 +41,4 @@ for bin in guest-init summarize-server probe; do
     fi
     install -m 0755 "$src" "$out/$bin"
 done
-(cd "$out" && sha256sum guest-init summarize-server probe)
+(cd "$out" && sha256sum guest-init summarize-server probe make-weights)

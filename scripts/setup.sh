@@ -4,10 +4,10 @@
 #   2. the pinned Debian kernel package (recipes/demo-kernel.pin), fetched with apt-get download and checked
 #      (scripts/fetch-kernel.sh) into build/kernel;
 #   3. the firmware fixtures, decompressed into build/firmware and checked against their recorded sha256;
-#   4. the static guest programs (guest-init, summarize-server) into build/guest;
-#   5. the demo inputs gathered in build/demo, and cvmforge itself (release build);
+#   4. the static guest programs (guest-init, summarize-server) and make-weights into build/guest;
+#   5. the demo inputs gathered in build/demo (with the demo model's weights), and cvmforge itself (release build);
 #   6. with --test: the reference tools the differential tests compare against (sev-snp-measure 0.0.13 and pefile in
-#      build/snp-diff-venv), the real busybox/dropbear/zsh binaries the sealing signatures are checked on, cargo-fuzz
+#      build/snp-diff-venv, veritysetup and erofs-utils for the data volumes), the real busybox/dropbear/zsh binaries the sealing signatures are checked on, cargo-fuzz
 #      (build/tools), zstd, and the workspace's crates (`cargo fetch`, for `cargo metadata --offline`).
 # Everything it writes stays inside the repository (build/, target/).
 set -euo pipefail
@@ -61,6 +61,9 @@ gather_demo_inputs() {
   cp -f "build/kernel/root/boot/config-$kver" build/demo/kernel.config
   cp -f build/firmware/OVMF.amdsev.fd build/firmware/OVMF.inteltdx.ms.fd build/demo/
   cp -f build/guest/guest-init build/guest/summarize-server build/demo/
+  # The demo's model: term weights computed from the public-domain corpus, for the `models` data volume.
+  mkdir -p build/demo/weights
+  build/guest/make-weights examples/summarize-server/corpus build/demo/weights/terms.tsv
   log "demo inputs in build/demo (kernel $kver)"
 }
 
@@ -76,6 +79,15 @@ fuzz_tools() {
 }
 
 reference_tools() {
+  # veritysetup (cryptsetup-bin) and fsck.erofs/mkfs.erofs (erofs-utils): independent readers of the data volumes.
+  local missing=()
+  command -v veritysetup >/dev/null || missing+=(cryptsetup-bin)
+  command -v fsck.erofs >/dev/null || missing+=(erofs-utils)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
   local venv=build/snp-diff-venv
   if ! "$venv/bin/python" -c 'import sevsnpmeasure, pefile' 2>/dev/null; then
     log "installing sev-snp-measure==0.0.13 and pefile into $venv"

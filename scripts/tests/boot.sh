@@ -15,7 +15,12 @@
 #   6. guest-init reports its hardening (modules disabled, no usermode helper, no user namespaces, `/` read-only, no
 #      capability in any set, NoNewPrivs) and the payload's output comes through the relay;
 #   7. a second boot: the ACPI power button (`system_powerdown` on the monitor) stops the payload (SIGTERM) and the
-#      VM powers off.
+#      VM powers off;
+#   8. the `models` data volume: guest-init set it up under dm-verity and mounted it (console), and the summary of 2.
+#      is the one the volume's corpus weights give (computed here from build/demo/weights/terms.tsv);
+#   9. a third boot with one byte of the volume's weights flipped on the host: the kernel reports the corrupted block,
+#      the payload cannot read its weights (EIO) and says so, a summary request fails cleanly (503), and the VM still
+#      stops on Ctrl-Alt-Del.
 # Every wait is bounded; QEMU is always stopped at the end. Prints `N passed, N failed`; exits non-zero on a failure.
 #
 # Needs: scripts/setup.sh run first (build/demo, build/kernel), python3 (HTTP, JSON, the monitor socket, a free port).
@@ -186,16 +191,16 @@ if [ -n "$healthy" ]; then
   else
     answer="000 $tls_body $(cat "$work/client.err")"
   fi
-  if verdict=$(python3 - "$text" "${answer%% *}" "${answer#* }" <<'EOF'
+  if verdict=$(python3 - "$text" "${answer%% *}" "${answer#* }" build/demo/weights/terms.tsv <<'EOF'
 import json, sys
-text, status, body = sys.argv[1], sys.argv[2], sys.argv[3]
+text, status, body, weights_file = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 if status != "200":
     sys.exit(f"status {status}: {body}")
 doc = json.loads(body)
 if sorted(doc) != ["method", "sentences", "summary"]:
     sys.exit(f"unexpected fields {sorted(doc)}")
-if doc["method"] != "tfidf-extractive/v1":
-    sys.exit(f"method {doc['method']!r}")
+if doc["method"] != "tfidf-extractive/v1+corpus-weights":
+    sys.exit(f"method {doc['method']!r}: the server did not use the weights of the data volume")
 # The text's sentences (each ends with '. ' or the final '.'), split independently of the server.
 sentences = [s if s.endswith(".") else s + "." for s in text.split(". ")]
 idx = doc["sentences"]
@@ -206,19 +211,23 @@ if doc["summary"] != expected:
     sys.exit(f"summary {doc['summary']!r} is not sentences {idx} of the text ({expected!r})")
 # Which two: the method as examples/summarize-server/src/summarize.rs documents it, computed here independently:
 # tokens are lowercased runs of alphanumerics, tf(t,s) = count(t,s) / len(s), idf(t) = ln(N / df(t)),
-# score(s) = sum over distinct terms of tf * idf; the top max_sentences by score (ties: earlier first), in text order.
+# score(s) = sum over distinct terms of tf * idf * w(t), w from the volume's weights file (the build's input; the
+# default for unknown terms on its first line); the top max_sentences by score (ties: earlier first), in text order.
 import math, re
+lines = open(weights_file, encoding="utf-8").read().splitlines()
+default = float(lines[0].split("default=")[1])
+weights = dict((t, float(w)) for t, w in (l.split("\t") for l in lines[1:]))
 docs = [re.findall(r"[^\W_]+", s.lower()) for s in sentences]
 df = {}
 for d in docs:
     for t in set(d):
         df[t] = df.get(t, 0) + 1
 n = len(docs)
-scores = [sum(d.count(t) / len(d) * math.log(n / df[t]) for t in sorted(set(d))) for d in docs]
+scores = [sum(d.count(t) / len(d) * math.log(n / df[t]) * weights.get(t, default) for t in sorted(set(d))) for d in docs]
 ranked = sorted(range(n), key=lambda i: (-scores[i], i))
 if idx != sorted(ranked[:2]):
     sys.exit(f"picked sentences {idx}, but TF-IDF ranks {sorted(ranked[:2])} first (scores {[round(x, 3) for x in scores]})")
-print(f"sentences {idx} (TF-IDF top 2 of {n}): {doc['summary']!r}")
+print(f"sentences {idx} (corpus-weighted TF-IDF top 2 of {n}): {doc['summary']!r}")
 EOF
   ); then
     pass "POST /v1/summarize: $verdict"
@@ -258,11 +267,14 @@ else
 fi
 
 # --- 5. no disk state ----------------------------------------------------------------------------------------------
-# The check means something only if the guest saw the disk: guest-init logs the block devices it finds.
-if grep -q '^cvmforge-init: block devices: .*\bvda\b' "$console"; then
-  pass "the guest saw the scratch disk: $(grep '^cvmforge-init: block devices:' "$console")"
+# The check means something only if the guest saw the disk: guest-init logs the block devices it finds. One virtio
+# disk is the `models` volume (guest-init names it); the scratch disk is the other one.
+volume_disk=$(grep -oE '^cvmforge-init: volume models: vd[a-z]+' "$console" | grep -oE 'vd[a-z]+$')
+other_disks=$(grep '^cvmforge-init: block devices:' "$console" | grep -oE '\bvd[a-z]+\b' | grep -vx "${volume_disk:-none}")
+if [ -n "$other_disks" ]; then
+  pass "the guest saw the scratch disk ($other_disks, beside the volume's ${volume_disk:-?}): $(grep '^cvmforge-init: block devices:' "$console")"
 else
-  fail "the guest did not see the scratch disk (no \"block devices: ... vda\" line), so its digest proves nothing"
+  fail "the guest did not see the scratch disk (no virtio disk besides the volume's), so its digest proves nothing"
 fi
 scratch_after=$(sha256sum "$scratch" | cut -d' ' -f1)
 if [ "$scratch_after" = "$scratch_before" ]; then
@@ -314,5 +326,77 @@ else
   tail -n 8 "$work/console2.log" | sed 's/^/    /'
 fi
 
-finish
+# --- 8. the data volume -----------------------------------------------------------------------------------------------
+if grep -qE '^cvmforge-init: volume models: vd[a-z]+ \([0-9]+:[0-9]+\) under dm-verity root [0-9a-f]{16}… as /dev/dm-[0-9]+, mounted on /models \(ro,nodev,nosuid,noexec\)$' "$console" \
+  && grep -q '^payload: summarize-server: [0-9]* corpus term weights loaded' "$console"; then
+  pass "console: $(grep '^cvmforge-init: volume models:' "$console"); $(grep -o 'summarize-server: [0-9]* corpus term weights loaded' "$console")"
+else
+  fail "console lacks the volume set-up line or the payload's \"corpus term weights loaded\""
+fi
 
+# --- 9. one byte of the volume flipped on the host ----------------------------------------------------------------
+tampered=$work/tampered
+cp -r "$work/out" "$tampered"
+offset=$(python3 - "$tampered/volume-models.img" <<'EOF'
+import sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+at = data.find(b"#cvmforge-weights/v1")
+if at < 0:
+    sys.exit("the weights file's header is not in the volume image")
+at += 40  # inside the weights file's first data block
+with open(path, "r+b") as f:
+    f.seek(at)
+    f.write(bytes([data[at] ^ 0x01]))
+print(at)
+EOF
+)
+if [ -n "$offset" ]; then
+  pass "flipped the byte at offset $offset of the volume image (inside terms.tsv)"
+else
+  fail "could not find the weights file in the volume image"
+fi
+port=$(free_port)
+tls_port=$(free_port)
+"$bin" run "$tampered" --accel tcg --forward "$port:8080" --forward "$tls_port:8443" --memory 1G --timeout 180s \
+  --monitor "$monitor" > "$work/run3.out" 2> "$work/console3.log" &
+run_pid=$!
+ready=
+deadline=$((SECONDS + 150))
+while [ $SECONDS -lt $deadline ] && kill -0 "$run_pid" 2>/dev/null; do
+  if grep -q '^payload: summarize-server: listening' "$work/console3.log"; then ready=1; break; fi
+  sleep 0.5
+done
+if [ -n "$ready" ]; then
+  body=$(python3 -c 'import json, sys; print(json.dumps({"text": sys.argv[1], "max_sentences": 2}))' "$text")
+  # attest-client prints the body and exits 1 on any status but 200; the body names the weights (a 503 in
+  # examples/summarize-server/src/server.rs).
+  tampered_answer=$("$client" "127.0.0.1:$port" "127.0.0.1:$tls_port" "$body" 2>&1)
+  client_status=$?
+  if [ "$client_status" = 1 ] && [[ "$tampered_answer" == *"weights cannot be read; the request was not served"* ]]; then
+    pass "tampered volume: the summary request fails cleanly: $(echo "$tampered_answer" | tail -n 1 | head -c 200)"
+  else
+    fail "tampered volume: expected a 503 that names the weights, got: ${tampered_answer:0:300}"
+  fi
+else
+  fail "tampered volume: the payload never started (console tail below)"
+  tail -n 12 "$work/console3.log" | sed 's/^/    /'
+fi
+if grep -qE 'device-mapper: verity: [0-9]+:[0-9]+: data block [0-9]+ is corrupted' "$work/console3.log" \
+  && grep -q "^payload: summarize-server: the model's weights are unavailable: .*Input/output error" "$work/console3.log"; then
+  pass "tampered volume: $(grep -oE 'device-mapper: verity: [0-9]+:[0-9]+: data block [0-9]+ is corrupted' "$work/console3.log" | head -n 1); the payload got EIO, never the altered bytes"
+else
+  fail "tampered volume: the console lacks the kernel's verity error or the payload's EIO"
+fi
+if kill -0 "$run_pid" 2>/dev/null; then
+  monitor_command "sendkey ctrl-alt-delete"
+fi
+wait_for_exit 60
+cleanup
+if [ "$status" = 0 ]; then
+  pass "tampered volume: the VM still powered off cleanly"
+else
+  fail "tampered volume: cvmforge run did not exit 0 (status ${status:-still running})"
+fi
+
+finish

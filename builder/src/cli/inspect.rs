@@ -56,6 +56,9 @@ struct Output {
     /// For an initrd or a bundle: what the archive is.
     #[serde(skip_serializing_if = "Option::is_none")]
     archive: Option<ArchiveInfo>,
+    /// The data volumes the manifest records (files, root hash, mount point), when there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<cvmforge::manifest::VolumeRecord>,
 }
 
 /// The archive itself (absent when a manifest is inspected).
@@ -136,6 +139,7 @@ fn inspect_initrd(path: &Path, file: impl Read) -> anyhow::Result<Output> {
         policy: Value::Null,
         modules: Value::Null,
         archive: Some(archive),
+        volumes: Vec::new(),
     })
 }
 
@@ -153,19 +157,19 @@ fn inspect_bundle(path: &Path, file: std::io::BufReader<std::fs::File>) -> anyho
         .iter()
         .map(|e| archive_row(&e.path, e.file_type, e.mode & 0o7777, e.size, &e.sha256, e.link_target.as_deref()))
         .collect();
-    let (policy, modules) = match bundle.member(cvmforge::build::MANIFEST_FILE) {
+    let (policy, modules, volumes) = match bundle.member(cvmforge::build::MANIFEST_FILE) {
         Some(member_bytes) => {
             let member = |what: &str| format!("`{}`: member `manifest.json` {what}", u(&path.to_string_lossy()));
             let text = std::str::from_utf8(member_bytes).map_err(|_| anyhow::anyhow!(member("is not UTF-8")))?;
             let manifest = Manifest::from_json(text).with_context(|| member("cannot be read"))?;
             let read = read_manifest(&manifest);
-            (read.policy, read.modules)
+            (read.policy, read.modules, read.volumes)
         }
-        None => (Value::Null, Value::Null),
+        None => (Value::Null, Value::Null, Vec::new()),
     };
     let archive =
         ArchiveInfo { kind: "bundle", compression: "none", sha256: hex::encode(bundle_sha256), size: bundle_size };
-    Ok(Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: Some(archive) })
+    Ok(Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: Some(archive), volumes })
 }
 
 /// One archive entry in the manifest's vocabulary (`file`, `directory`, `symlink`, `chardev`, ...).
@@ -211,7 +215,14 @@ fn read_manifest(manifest: &Manifest) -> Output {
         sealing => Value::Object(sealing.clone().into_iter().collect()),
     };
     let modules = policy.get("modules").cloned().unwrap_or(Value::Null);
-    Output { schema_version: SCHEMA_VERSION, entries, policy, modules, archive: None }
+    Output {
+        schema_version: SCHEMA_VERSION,
+        entries,
+        policy,
+        modules,
+        archive: None,
+        volumes: manifest.volumes.clone(),
+    }
 }
 
 /// Everything a listing shows comes from the file being inspected: escaped and bounded (see `display`).
@@ -247,6 +258,35 @@ fn render(path: &Path, output: &Output) -> String {
     out.push('\n');
     out.push_str(&render_policy(&output.policy));
     out.push_str(&render_modules(&output.modules));
+    out.push_str(&render_volumes(&output.volumes));
+    out
+}
+
+/// The data volumes: where each is mounted, its dm-verity root hash, and its files.
+fn render_volumes(volumes: &[cvmforge::manifest::VolumeRecord]) -> String {
+    let mut out = String::new();
+    for v in volumes {
+        out.push_str(&format!(
+            "\nvolume {}: {} on {} ({}), {} files, {} bytes; {} data + {} hash blocks, dm-verity root {}\n",
+            u(&v.name),
+            u(&v.image),
+            u(&v.mount),
+            u(&v.mount_flags.join(",")),
+            v.files.len(),
+            v.content_size,
+            v.data_blocks,
+            v.hash_blocks,
+            u(&v.root_hash)
+        ));
+        for f in &v.files {
+            out.push_str(&format!(
+                "  {:>12}  {}  {}\n",
+                f.size,
+                u(f.sha256.get(..12).unwrap_or(&f.sha256)),
+                u(&f.path)
+            ));
+        }
+    }
     out
 }
 

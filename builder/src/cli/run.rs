@@ -151,6 +151,7 @@ pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     let accel = choose_accel(args.accel)?;
     let scratch = args.scratch_disk.as_deref().map(scratch_disk_arg).transpose()?;
     let (kernel, initrd) = (image.path_arg(KERNEL_FILE)?, image.path_arg(INITRD_FILE)?);
+    let volumes = image.volumes()?;
     let boot = SmokeBoot {
         accel,
         memory_bytes: args.memory,
@@ -160,6 +161,7 @@ pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
         cmdline: &image.cmdline,
         forwards: &args.forwards,
         scratch_disk: scratch.as_deref(),
+        volumes: &volumes,
     };
     check_forwards(&args.forwards)?;
     let qemu_args = match &args.monitor {
@@ -264,6 +266,37 @@ impl Image {
     fn path_arg(&self, name: &str) -> anyhow::Result<String> {
         let path = self.dir.join(name);
         path.to_str().map(str::to_owned).with_context(|| format!("path `{}` is not UTF-8", path.display()))
+    }
+
+    /// The data volumes the manifest records, as (name, image file): in the output directory, or for a bundle,
+    /// beside it (volume images are published beside the bundle, not in it). Each must be a regular file; its
+    /// bytes are checked by the guest (dm-verity against the measured root hash), not here.
+    fn volumes(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let Some(manifest) = self.manifest()? else { return Ok(Vec::new()) };
+        let base = match &self.bundle {
+            Some((bundle, _)) => bundle.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            None => self.dir.clone(),
+        };
+        let mut out = Vec::new();
+        for v in &manifest.volumes {
+            let name = std::path::Path::new(&v.image).file_name().map(|n| n.to_os_string());
+            if name.as_deref() != Some(std::ffi::OsStr::new(&v.image)) {
+                bail!("the manifest names volume image `{}`, which is not a plain file name", untrusted(&v.image));
+            }
+            let path = base.join(&v.image);
+            let meta = std::fs::symlink_metadata(&path);
+            if !meta.as_ref().is_ok_and(std::fs::Metadata::is_file) {
+                bail!(
+                    "volume `{}`: `{}` is missing or not a regular file (volume images are beside the bundle or in the output directory)",
+                    untrusted(&v.name),
+                    untrusted(&path.to_string_lossy())
+                );
+            }
+            let file =
+                path.to_str().map(str::to_owned).with_context(|| format!("path `{}` is not UTF-8", path.display()))?;
+            out.push((v.name.clone(), file));
+        }
+        Ok(out)
     }
 
     fn manifest(&self) -> anyhow::Result<Option<Manifest>> {

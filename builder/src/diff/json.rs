@@ -237,6 +237,19 @@ fn finding(prefix: &str, path: &[Seg], change: &Change, all: &[(Vec<Seg>, Change
             .filter(|feed| feed.sources.iter().any(|s| sources.contains(s)))
             .map(|feed| format!("{}.{}", feed.platform, feed.field))
             .collect();
+        if let ([Seg::Key(v), Seg::Select(volume), rest @ ..], false) = (path, fed.is_empty()) {
+            if v == "volumes" {
+                let file = match rest {
+                    [Seg::Key(files), Seg::Select(file), ..] if files == "files" => format!(", file {file}"),
+                    _ => String::new(),
+                };
+                f.detail.push(format!(
+                    "data volume {volume}{file}: its root hash is on the command line (cvm.volume=), which feeds the measurements {}",
+                    fed.join(", ")
+                ));
+                return f;
+            }
+        }
         if !fed.is_empty() {
             f.detail.push(format!("{} feeds the measurements {}", sources.join(", "), fed.join(", ")));
         }
@@ -263,6 +276,8 @@ fn sources_of(path: &[Seg]) -> Vec<&'static str> {
         }
         // The manifest records the command line under `kernel.cmdline`, but it is measured on its own.
         [Seg::Key(r), Seg::Key(k), ..] if (r == "kernel" || r == "recipe") && k == "cmdline" => vec!["cmdline"],
+        // A data volume reaches the measurements through its root hash on the command line (`cvm.volume=`).
+        [Seg::Key(k), ..] if k == "volumes" => vec!["cmdline"],
         [Seg::Key(k), ..] if k == "initrd" || k == "kernel" || k == "cmdline" => canonical(k),
         _ => Vec::new(),
     }

@@ -354,6 +354,19 @@ pub struct SmokeBoot<'a> {
     pub forwards: &'a [PortForward],
     /// A raw disk image attached as a virtio disk, for images that want scratch space.
     pub scratch_disk: Option<&'a str>,
+    /// Data volumes, as (name, image file): each a read-only virtio disk whose serial is the name, by which
+    /// guest-init finds it.
+    pub volumes: &'a [(String, String)],
+}
+
+/// The QEMU arguments that attach a data volume: a read-only virtio disk with the volume's name as its serial.
+pub fn volume_args(name: &str, file: &str) -> [String; 4] {
+    [
+        "-drive".into(),
+        format!("file={},if=none,id=vol-{name},format=raw,readonly=on", file.replace(',', ",,")),
+        "-device".into(),
+        format!("virtio-blk-pci,drive=vol-{name},serial={name}"),
+    ]
 }
 
 /// The QEMU arguments (after [`QEMU_BINARY`]) of a smoke-test boot: no display, no monitor, no default devices,
@@ -400,6 +413,10 @@ pub fn smoke_boot_args(boot: &SmokeBoot<'_>) -> Vec<String> {
     if let Some(disk) = boot.scratch_disk {
         // A comma inside a QEMU option value is written as two commas.
         args.extend(["-drive".into(), format!("file={},if=virtio,format=raw", disk.replace(',', ",,"))]);
+    }
+    // After the scratch disk, so that it stays the first virtio disk (`vda`); volumes are found by serial.
+    for (name, file) in boot.volumes {
+        args.extend(volume_args(name, file));
     }
     args
 }

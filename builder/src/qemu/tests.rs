@@ -201,6 +201,7 @@ fn smoke_boot_tcg_exact() {
         cmdline: "console=ttyS0 cvm.net=dhcp",
         forwards: &forwards,
         scratch_disk: Some("/tmp/a,b.img"),
+        volumes: &[("models".into(), "out/volume-models.img".into())],
     };
     assert_eq!(
         smoke_boot_args(&boot),
@@ -234,6 +235,10 @@ fn smoke_boot_tcg_exact() {
             "virtio-net-pci,netdev=n0",
             "-drive",
             "file=/tmp/a,,b.img,if=virtio,format=raw",
+            "-drive",
+            "file=out/volume-models.img,if=none,id=vol-models,format=raw,readonly=on",
+            "-device",
+            "virtio-blk-pci,drive=vol-models,serial=models",
         ])
     );
 }
@@ -249,6 +254,7 @@ fn smoke_boot_kvm_uses_host_cpu() {
         cmdline: "",
         forwards: &[],
         scratch_disk: None,
+        volumes: &[],
     };
     let args = smoke_boot_args(&boot);
     assert_eq!(args[..8], argv(&["-machine", "q35,accel=kvm", "-cpu", "host", "-m", "512M", "-smp", "1"]));

@@ -43,6 +43,29 @@ pub(super) fn compare_outputs(
     checks
 }
 
+/// The data volume images published beside the target (they are not in the bundle), each hashed and compared with
+/// the manifest's record of it. An image that is not there is not checked: the manifest still pins it, and a guest
+/// refuses any other bytes through dm-verity.
+pub(super) fn published_volumes(target: &Path, manifest: &Manifest) -> Result<Vec<ArtifactCheck>, VerifyError> {
+    let dir = target.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+    let mut checks = Vec::new();
+    for volume in &manifest.volumes {
+        // The manifest is untrusted: only a plain file name beside the target is read.
+        if Path::new(&volume.image).file_name().and_then(|n| n.to_str()) != Some(volume.image.as_str()) {
+            continue;
+        }
+        let path = dir.join(&volume.image);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let (sha256, size) = super::inputs::hash_file(&path)?;
+        let recorded = manifest.outputs.iter().find(|o| o.name == volume.image).map(|o| (o.sha256.clone(), o.size));
+        let name = format!("{} (published beside the manifest)", volume.image);
+        checks.push(artifact(&name, recorded, Some((hex::encode(sha256), size))));
+    }
+    Ok(checks)
+}
+
 pub(super) fn artifact(name: &str, a: Option<(String, u64)>, b: Option<(String, u64)>) -> ArtifactCheck {
     let status = match (&a, &b) {
         (Some(x), Some(y)) if x == y => Status::Ok,

@@ -108,7 +108,8 @@ pub(super) fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, Veri
     Manifest::from_json(text).map_err(|source| VerifyError::Manifest { path: path.to_path_buf(), source })
 }
 
-/// Every member except the manifest is a listed output with the listed digest and size, and every output is a member.
+/// Every member except the manifest is a listed output with the listed digest and size, and every output is a member,
+/// except the data volume images, which are published beside the bundle (`compare::published_volumes`).
 pub(super) fn check_bundle_members(
     path: &Path,
     manifest: &Manifest,
@@ -125,7 +126,8 @@ pub(super) fn check_bundle_members(
         check_member(path, record, &entry.sha256, entry.size)?;
         seen.insert(entry.path.as_str());
     }
-    if let Some(missing) = listed.keys().find(|name| !seen.contains(*name)) {
+    let beside = |name: &str| manifest.volumes.iter().any(|v| v.image == name);
+    if let Some(missing) = listed.keys().find(|name| !seen.contains(*name) && !beside(name)) {
         return Err(VerifyError::MemberUnlisted {
             container: path.to_path_buf(),
             member: (*missing).to_string(),

@@ -33,6 +33,20 @@ pub(super) fn stage_tree(
         let from = loaded.dir.join(&spec.tree);
         copy_tree(&from, &from, &dest, modules)?;
     }
+    // Data volumes: their files are not recipe inputs (the manifest pins them by path and digest per volume, and
+    // the rebuilt root hash must match), so they are staged from the recipe's own paths.
+    let rel_dir = recipe_dir.strip_prefix(stage).unwrap_or(Path::new("")).to_path_buf();
+    for (i, v) in loaded.recipe.volumes.iter().enumerate() {
+        if let Some(source) = &v.source {
+            let dest = confined(stage, &rel_dir.join(source), &format!("volumes[{i}].source"), source)?;
+            let from = loaded.dir.join(source);
+            copy_tree(&from, &from, &dest, None)?;
+        }
+        for (j, f) in v.files.iter().enumerate() {
+            let dest = confined(stage, &rel_dir.join(&f.src), &format!("volumes[{i}].files[{j}].src"), &f.src)?;
+            link_or_copy(&loaded.dir.join(&f.src), &dest)?;
+        }
+    }
     Ok(staged_recipe)
 }
 

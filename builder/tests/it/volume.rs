@@ -224,3 +224,67 @@ fn rejects_a_volume_source_that_changes_during_the_build() {
     assert!(stderr.contains("weights/shards/1.bin") && stderr.contains("changed"), "{stderr}");
     assert!(!tree.path("out").exists());
 }
+
+/// `cvmforge diff` names the changed weight file by volume and path, and the measurements it moved.
+#[test]
+fn diff_names_the_changed_weight_file_and_the_measurements_it_moved() {
+    let tree = tree_with_volume(VOLUME);
+    tree.build(&[]).ok();
+    std::fs::rename(tree.path("out"), tree.path("a")).unwrap();
+    tree.write("src/weights/terms.tsv", b"vm\t3.6\nthe\t0.01\n");
+    tree.build(&[]).ok();
+    let run = tree.run(&["diff", "a", "out"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    for needle in [
+        "manifest.json:volumes[name=models].files[path=terms.tsv].sha256",
+        "data volume name=models, file path=terms.tsv: its root hash is on the command line (cvm.volume=), which feeds the measurements snp.digest",
+        "manifest.json:volumes[name=models].root_hash",
+        "volume-models.img",
+    ] {
+        assert!(run.stdout.contains(needle), "diff lacks `{needle}`:\n{}", run.stdout);
+    }
+}
+
+/// `cvmforge verify` of a publication whose volume image was changed after the build: refused, naming it, whether
+/// the target is the manifest (its directory's files are checked against it) or the bundle (the image is published
+/// beside it, not in it).
+#[test]
+fn verify_refuses_a_tampered_volume() {
+    let tree = tree_with_volume(VOLUME);
+    tree.build(&[]).ok();
+    // Untouched, the publication reproduces (the volume's files are staged for the rebuild).
+    let run = tree.run(&["verify", "out/demo-0.1.0.cvm.tar", "--recipe", "src/recipe.yaml"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("volume-models.img (published beside the manifest)"), "{}", run.stdout);
+    let image = tree.path("out/volume-models.img");
+    let mut bytes = std::fs::read(&image).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"vm\t3.5").unwrap();
+    bytes[at + 3] = b'9';
+    std::fs::write(&image, &bytes).unwrap();
+    let run = tree.run(&["verify", "out/manifest.json", "--recipe", "src/recipe.yaml"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("`volume-models.img` in `out` does not match its manifest"), "{}", run.stderr);
+    let run = tree.run(&["verify", "out/demo-0.1.0.cvm.tar", "--recipe", "src/recipe.yaml"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let line = run.stdout.lines().find(|l| l.contains("volume-models.img (published beside the manifest)"));
+    assert!(line.is_some_and(|l| l.contains("DIFFERS")), "{}", run.stdout);
+}
+
+/// `cvmforge inspect` shows each volume: mount point, root hash and files (text and JSON).
+#[test]
+fn inspect_shows_the_volumes() {
+    let tree = tree_with_volume(VOLUME);
+    tree.build(&[]).ok();
+    let m = manifest(&tree);
+    let root = m["volumes"][0]["root_hash"].as_str().unwrap().to_string();
+    for target in ["out/manifest.json", "out/demo-0.1.0.cvm.tar"] {
+        let run = tree.run(&["inspect", target]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let head = "volume models: volume-models.img on /models (ro,nodev,nosuid,noexec), 3 files, ";
+        assert!(run.stdout.contains(head) && run.stdout.contains(&format!("dm-verity root {root}")), "{}", run.stdout);
+        assert!(run.stdout.contains("  terms.tsv\n"), "{}", run.stdout);
+        let json = tree.run(&["inspect", target, "--json"]);
+        let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(doc["volumes"][0]["root_hash"], root.as_str());
+    }
+}
