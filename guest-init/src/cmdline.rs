@@ -192,6 +192,27 @@ mod tests {
         assert_eq!(parse_volumes("console=ttyS0").unwrap(), vec![]);
     }
 
+    proptest::proptest! {
+        /// The parameters of any command line parse or are refused, never panic; what the builder writes parses back.
+        #[test]
+        fn volume_params_never_panic_and_round_trip(
+            noise in "[ -~]{0,200}",
+            name in "[a-z0-9_-]{1,32}",
+            data in 1u64..(1 << 40),
+            hash in 1u64..(1 << 40),
+            salt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=256),
+        ) {
+            let _ = parse_volumes(&noise);
+            let _ = parse_volumes(&format!("cvm.volume={noise}"));
+            let salt: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+            let line = format!("quiet cvm.volume={name}:{data}:{hash}:{ROOT}:{salt} panic=-1");
+            let v = parse_volumes(&line).unwrap();
+            proptest::prop_assert_eq!(v, vec![VolumeParams {
+                name, data_blocks: data, hash_blocks: hash, root_hash: ROOT.into(), salt
+            }]);
+        }
+    }
+
     #[test]
     fn rejects_bad_volumes() {
         for (value, needle) in [
