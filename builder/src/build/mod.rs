@@ -143,10 +143,18 @@ pub fn build_with_progress(options: &BuildOptions, progress: &dyn Progress) -> R
     let staging = output::staging(&parent)?;
     test_hook_pause_after_staging();
     let written = write_outputs(&checked, staging.path(), options.jobs.max(1), progress)?;
+    // The volumes' files are hashed while their images are written, so they join the lock (or are checked against
+    // it) only now, before anything is published.
+    let volume_lock = volume::lock_entries(&checked.loaded.recipe, &written.manifest.volumes);
+    if let Some(locked) = &checked.locked {
+        check_lock(&checked.lock_path, locked, &volume_lock, |role| role.starts_with(volume::LOCK_ROLE))?;
+    }
+    let mut full_lock = checked.lock.clone();
+    full_lock.inputs.extend(volume_lock);
     // Outputs and lock are one transaction: the lock is written to a temporary file beside it first, so that a lock
     // that cannot be written (a read-only recipe directory, a full disk) fails the build before any output appears.
     // Only the two renames are left after that.
-    let lock = if options.locked { StagedLock::Verified } else { stage_lock(&checked.lock_path, &checked.lock)? };
+    let lock = if options.locked { StagedLock::Verified } else { stage_lock(&checked.lock_path, &full_lock)? };
     output::publish(staging, &options.output, &parent, checked.existing)?;
     let status = match lock.commit(&checked.lock_path) {
         Ok(status) => status,
@@ -195,6 +203,8 @@ struct Checked {
     plan: measure::Plan,
     /// The data volumes' files, walked but not yet read.
     volumes: Vec<volume::PlannedVolume>,
+    /// With `--locked`: the lock file read before the build.
+    locked: Option<Lock>,
 }
 
 /// Every check that can refuse the build, in an order that writes nothing: recipe, output target, inputs, lock,
@@ -219,7 +229,8 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
     // has selected them (below).
     let locked = if options.locked { Some(Lock::read(&lock_path)?) } else { None };
     if let Some(locked) = &locked {
-        check_lock(&lock_path, locked, &lock.inputs, |role| !role.starts_with(MODULE_ROLE))?;
+        let later = |role: &str| role.starts_with(MODULE_ROLE) || role.starts_with(volume::LOCK_ROLE);
+        check_lock(&lock_path, locked, &lock.inputs, |role| !later(role))?;
     }
     if existing == output::Existing::NonEmpty {
         let read = inputs.iter().map(|i| i.resolved.clone()).chain(std::iter::once(root.join(&recipe_record.path)));
@@ -255,6 +266,7 @@ fn check(options: &BuildOptions, progress: &dyn Progress) -> Result<Checked, Bui
         sealed,
         plan,
         volumes,
+        locked,
     })
 }
 

@@ -30,6 +30,29 @@ use crate::manifest::{VolumeFileRecord, VolumeRecord};
 use crate::recipe::volume::VolumeSpec;
 use crate::recipe::LoadedRecipe;
 
+/// Lock-file roles of volume files: `volume:<name>/<path in the volume>`.
+pub const LOCK_ROLE: &str = "volume:";
+
+/// The lock-file entries of the volumes' files, with the digests taken while the images were written; each names
+/// the file as the recipe reaches it (`<source>/<path>`, or the `src` of a `files` entry).
+pub(crate) fn lock_entries(
+    recipe: &crate::recipe::Recipe,
+    volumes: &[VolumeRecord],
+) -> std::collections::BTreeMap<String, crate::recipe::lock::LockedInput> {
+    let mut out = std::collections::BTreeMap::new();
+    for (spec, record) in recipe.volumes.iter().zip(volumes) {
+        for f in &record.files {
+            let path = match &spec.source {
+                Some(source) => format!("{}/{}", source.trim_end_matches('/'), f.path),
+                None => spec.files.iter().find(|s| s.dst == f.path).map_or_else(|| f.path.clone(), |s| s.src.clone()),
+            };
+            let locked = crate::recipe::lock::LockedInput { path, sha256: f.sha256.clone(), size: f.size };
+            out.insert(format!("{LOCK_ROLE}{}/{}", record.name, f.path), locked);
+        }
+    }
+    out
+}
+
 /// The kernel command-line parameter of a volume.
 pub const CMDLINE_PARAM: &str = "cvm.volume";
 /// Most files one volume may hold.

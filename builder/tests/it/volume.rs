@@ -288,3 +288,18 @@ fn inspect_shows_the_volumes() {
         assert_eq!(doc["volumes"][0]["root_hash"], root.as_str());
     }
 }
+
+/// The lock file pins every volume file; `--locked` refuses a changed one, naming it, and publishes nothing.
+#[test]
+fn locked_builds_pin_the_volume_files() {
+    let tree = tree_with_volume(VOLUME);
+    tree.build(&[]).ok();
+    let lock = String::from_utf8(tree.read("src/recipe.lock")).unwrap();
+    assert!(lock.contains("volume:models/terms.tsv") && lock.contains("weights/terms.tsv"), "{lock}");
+    tree.build(&["--locked", "--force"]).ok();
+    tree.write("src/weights/terms.tsv", b"vm\t3.6\nthe\t0.01\n");
+    let before = tree.read("out/manifest.json");
+    let run = tree.build(&["--locked", "--force"]);
+    run.fails(1, &["volume:models/terms.tsv"]);
+    assert_eq!(tree.read("out/manifest.json"), before, "a refused build replaced the output");
+}
