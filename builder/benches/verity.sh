@@ -35,7 +35,7 @@ for gib in "${SIZES[@]}"; do
   data=$WORK/data-${gib}G
   if [ ! -f "$data" ] || [ "$(stat -c %s "$data")" != $((gib << 30)) ]; then
     # Incompressible and fast to make: AES-CTR of zeros, a fixed key.
-    head -c $((gib << 30)) /dev/zero | openssl enc -aes-128-ctr -K 00112233445566778899aabbccddeeff -iv 0 > "$data.tmp"
+    head -c $((gib << 30)) /dev/zero | openssl enc -aes-128-ctr -K 00112233445566778899aabbccddeeff -iv 00000000000000000000000000000000 > "$data.tmp"
     mv "$data.tmp" "$data"
   fi
   cat "$data" > /dev/null  # both tools read from the page cache
