@@ -73,7 +73,7 @@ for e in m["sealing"]["modules"]["modules"]:
     print(e["source"])
 ' "$work/a/manifest.json") || { fail "cannot read the module list from $work/a/manifest.json"; finish; }
 files=(recipes/demo.yaml)
-for f in build/demo/*; do files+=("$f"); done
+while IFS= read -r f; do files+=("$f"); done < <(find build/demo -type f | sort)
 for f in build/kernel/root/lib/modules/"$kver"/modules.*; do files+=("$f"); done
 for m in $modules; do files+=("build/kernel/root/lib/modules/$kver/$m"); done
 
