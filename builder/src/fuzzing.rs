@@ -9,6 +9,8 @@ use crate::seal::linkage::{require_interpreter, require_static_init};
 use crate::seal::signatures::{match_file_name, scan_content, FileKind, SIGNATURES};
 
 pub use crate::diff::fuzzing::manifest_diff;
+pub use crate::evidence::snp::fuzz_fields as snp_report;
+pub use crate::evidence::tdx::fuzz_quote as tdx_quote;
 pub use crate::format::fuzzing::{cpio_reader, tar_reader};
 pub use crate::format::kconfig::fuzz_parse as kconfig;
 pub use crate::manifest::fuzz_parse as manifest;

@@ -25,6 +25,7 @@
 pub mod build;
 pub mod diff;
 pub mod display;
+pub mod evidence;
 pub mod format;
 pub mod fuzzing;
 pub mod manifest;

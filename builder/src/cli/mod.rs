@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub(crate) mod build;
+pub(crate) mod check_evidence;
 pub(crate) mod completions;
 pub(crate) mod diff;
 pub(crate) mod id_block;
@@ -57,6 +58,8 @@ pub(crate) enum Command {
     Verify(verify::Args),
     /// Explain the differences between two builds.
     Diff(diff::Args),
+    /// Check an SEV-SNP report or a TDX quote against a published release.
+    CheckEvidence(check_evidence::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
 }
@@ -169,6 +172,7 @@ fn dispatch(command: Command, ui: &Ui) -> CliResult {
         Command::Run(args) => run::run(args, ui),
         Command::Verify(args) => verify::run(args, ui),
         Command::Diff(args) => diff::run(args, ui),
+        Command::CheckEvidence(args) => check_evidence::run(args, ui),
         Command::Completions(args) => completions::run(args, &mut Cli::command()),
     }
 }

@@ -18,7 +18,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("build", &["sys", "display", "units", "format", "recipe", "seal", "qemu", "manifest"]),
     ("diff", &["format", "display", "sys"]),
     ("verify", &["build", "diff", "manifest", "recipe", "format", "sys"]),
-    ("fuzzing", &["diff", "format", "manifest", "seal", "recipe"]),
+    ("evidence", &["manifest"]),
+    ("fuzzing", &["diff", "evidence", "format", "manifest", "seal", "recipe"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

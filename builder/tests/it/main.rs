@@ -10,6 +10,7 @@ mod bad_input;
 mod build;
 mod diff;
 mod erofs;
+mod evidence;
 mod id_block;
 mod inspect;
 mod layers;
