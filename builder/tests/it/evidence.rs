@@ -14,7 +14,6 @@ use crate::util::{manifest_with, snp_entry, tdx_entry, Tree};
 
 /// 2025-01-01: inside the Milan VCEK's validity (2023-04-03 to 2030-04-03).
 const SNP_NOW: &str = "2025-01-01T00:00:00Z";
-const SNP_NOW_SECS: u64 = 1_735_689_600;
 /// 2025-07-01: inside the TDX collateral's validity (issued 2025-06-19, next update 2025-07-19).
 const TDX_NOW: &str = "2025-07-01T00:00:00Z";
 const TDX_NOW_SECS: u64 = 1_751_328_000;
