@@ -158,3 +158,12 @@ fn rejects_unknown_schema_and_fields() {
     assert!(matches!(Manifest::from_json(&extra), Err(ManifestError::Field { .. })));
     assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Parse { .. })));
 }
+
+/// Every JSON object cvmforge writes through `serde_json::Value` (the sealing report, `init.json`, `--json` outputs)
+/// has its keys sorted because `serde_json::Map` is a `BTreeMap`. A dependency that turns on serde_json's
+/// `preserve_order` feature (dcap-qvl's `std` does) would silently make them insertion-ordered: this fails first.
+#[test]
+fn serde_json_maps_stay_sorted() {
+    let value = serde_json::json!({"b": 1, "a": {"d": 2, "c": 3}});
+    assert_eq!(value.to_string(), r#"{"a":{"c":3,"d":2},"b":1}"#);
+}
