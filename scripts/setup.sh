@@ -88,6 +88,14 @@ reference_tools() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  # securesystemslib and in-toto-attestation: the reference readers of our DSSE envelopes and statements.
+  local publish_venv=build/publish-venv
+  if ! "$publish_venv/bin/python" -c 'import securesystemslib, in_toto_attestation, jsonschema' 2>/dev/null; then
+    log "installing securesystemslib 1.6.0, in-toto-attestation 0.9.3 and jsonschema 4.23.0 into $publish_venv"
+    python3 -m venv "$publish_venv"
+    "$publish_venv/bin/pip" install --quiet --disable-pip-version-check "securesystemslib[crypto]==1.6.0" \
+      "in-toto-attestation==0.9.3" "jsonschema==4.23.0"
+  fi
   local venv=build/snp-diff-venv
   if ! "$venv/bin/python" -c 'import sevsnpmeasure, pefile' 2>/dev/null; then
     log "installing sev-snp-measure==0.0.13 and pefile into $venv"

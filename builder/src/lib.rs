@@ -29,6 +29,7 @@ pub mod evidence;
 pub mod format;
 pub mod fuzzing;
 pub mod manifest;
+pub mod publish;
 pub mod qemu;
 pub mod recipe;
 pub mod seal;

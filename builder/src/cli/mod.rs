@@ -8,16 +8,20 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+pub(crate) mod attest;
 pub(crate) mod build;
 pub(crate) mod check_evidence;
 pub(crate) mod completions;
 pub(crate) mod diff;
 pub(crate) mod id_block;
 pub(crate) mod inspect;
+pub(crate) mod keygen;
 pub(crate) mod measure_snp;
 pub(crate) mod measure_tdx;
 pub(crate) mod run;
+pub(crate) mod sign;
 pub(crate) mod verify;
+pub(crate) mod verify_statement;
 
 /// Exit code of a failed command (a build error, a verify mismatch).
 pub(crate) const EXIT_FAILED: u8 = 1;
@@ -60,6 +64,14 @@ pub(crate) enum Command {
     Diff(diff::Args),
     /// Check an SEV-SNP report or a TDX quote against a published release.
     CheckEvidence(check_evidence::Args),
+    /// Make an Ed25519 key pair for signing release statements.
+    Keygen(keygen::Args),
+    /// Write the in-toto statements of a release (provenance and launch measurements).
+    Attest(attest::Args),
+    /// Sign a statement into a DSSE envelope.
+    Sign(sign::Args),
+    /// Check a DSSE envelope's signature and print its statement.
+    VerifyStatement(verify_statement::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
 }
@@ -173,6 +185,10 @@ fn dispatch(command: Command, ui: &Ui) -> CliResult {
         Command::Verify(args) => verify::run(args, ui),
         Command::Diff(args) => diff::run(args, ui),
         Command::CheckEvidence(args) => check_evidence::run(args, ui),
+        Command::Keygen(args) => keygen::run(args, ui),
+        Command::Attest(args) => attest::run(args, ui),
+        Command::Sign(args) => sign::run(args, ui),
+        Command::VerifyStatement(args) => verify_statement::run(args, ui),
         Command::Completions(args) => completions::run(args, &mut Cli::command()),
     }
 }

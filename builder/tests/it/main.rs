@@ -17,6 +17,7 @@ mod layers;
 mod measure_build;
 mod measure_snp;
 mod measure_tdx;
+mod publish;
 mod reproducible;
 mod run;
 mod seal;

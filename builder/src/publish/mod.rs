@@ -1,0 +1,9 @@
+//! Publishing a release: in-toto statements of what a release is ([`statement`]), DSSE envelopes that sign them
+//! ([`dsse`]) with Ed25519 keys ([`keys`]). The transparency log (C2SP tlog-tiles) is not written yet.
+//!
+//! Everything here is a function of the manifest, the keys and an explicit time: it never reads the clock and never
+//! prints.
+
+pub mod dsse;
+pub mod keys;
+pub mod statement;
