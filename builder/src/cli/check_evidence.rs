@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{print_json, CliResult, Failure, Ui};
 use cvmforge::evidence::snp::{self, MinTcb, SnpCerts, SnpOptions};
 use cvmforge::evidence::tdx::{self, TdxOptions};
-use cvmforge::evidence::{parse_hex, time::parse_rfc3339, EvidenceError, Verdict};
+use cvmforge::evidence::{parse_hex, time::parse_rfc3339, EvidenceError, Release, Verdict};
 use cvmforge::format::{publication_limits, read_bundle, sniff, Container, Limits};
 use cvmforge::manifest::Manifest;
 use cvmforge::sys::regular_file::read_capped;
@@ -33,8 +33,12 @@ Examples:\n  cvmforge check-evidence demo-0.1.0.cvm.tar --snp-report report.bin 
 cvmforge check-evidence manifest.json --tdx-quote quote.bin --collateral collateral.json --now 2025-06-01T00:00:00Z"
 )]
 pub(crate) struct Args {
-    /// The release: a `manifest.json` or a `.cvm.tar` bundle.
+    /// The release: a `manifest.json`, a `.cvm.tar` bundle, or (with --signer-key) a signed launch statement.
     pub(crate) release: PathBuf,
+    /// RELEASE is a DSSE envelope of a launch statement (`cvmforge attest` + `cvmforge sign`): check its signature
+    /// with this public key first.
+    #[arg(long, value_name = "PUB")]
+    pub(crate) signer_key: Option<PathBuf>,
     /// An SEV-SNP attestation report (1184 bytes, binary).
     #[arg(long, value_name = "FILE")]
     pub(crate) snp_report: Option<PathBuf>,
@@ -107,12 +111,27 @@ pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
         #[allow(clippy::disallowed_methods)]
         None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
-    let release = load_release(&args.release)?;
-    let verdict = match (&args.snp_report, &args.tdx_quote) {
+    let (release, signed_by) = match &args.signer_key {
+        Some(key) => {
+            let (release, keyid) = load_signed_release(&args.release, key)?;
+            (release, Some(keyid))
+        }
+        None => (Release::from_manifest(&load_release(&args.release)?), None),
+    };
+    let mut verdict = match (&args.snp_report, &args.tdx_quote) {
         (Some(report), None) => check_snp(&args, report, &release, now)?,
         (None, Some(quote)) => check_tdx(&args, quote, &release, now)?,
         _ => return Err(Failure::usage("give exactly one of --snp-report and --tdx-quote")),
     };
+    if let Some(keyid) = signed_by {
+        let check = cvmforge::evidence::Check::new(
+            "release_statement",
+            format!("a launch statement signed by key {keyid}"),
+            "verified",
+            true,
+        );
+        verdict.checks.insert(0, check);
+    }
     if ui.json {
         let shown = args.release.display().to_string();
         print_json(&Output { schema_version: 1, release: shown, pass: verdict.pass(), verdict: &verdict })?;
@@ -122,7 +141,7 @@ pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
     Ok(ExitCode::from(if verdict.pass() { 0 } else { super::EXIT_FAILED }))
 }
 
-fn check_snp(args: &Args, report: &Path, release: &Manifest, now: u64) -> CliResult<Verdict> {
+fn check_snp(args: &Args, report: &Path, release: &Release, now: u64) -> CliResult<Verdict> {
     let (vek_path, kind) = match (&args.vcek, &args.vlek) {
         (Some(p), None) => (p, "VCEK"),
         (None, Some(p)) => (p, "VLEK"),
@@ -146,7 +165,7 @@ fn check_snp(args: &Args, report: &Path, release: &Manifest, now: u64) -> CliRes
     snp::check(&report, &certs, release, now, &options).map_err(evidence)
 }
 
-fn check_tdx(args: &Args, quote: &Path, release: &Manifest, now: u64) -> CliResult<Verdict> {
+fn check_tdx(args: &Args, quote: &Path, release: &Release, now: u64) -> CliResult<Verdict> {
     let Some(collateral) = &args.collateral else {
         return Err(Failure::usage("a TDX quote is verified against its collateral: --collateral FILE (JSON)"));
     };
@@ -181,6 +200,34 @@ fn read(path: &Path, cap: u64, what: &str) -> CliResult<Vec<u8>> {
     }
     let bytes = read_capped(path, cap).with_context(|| format!("cannot read the {what} `{}`", path.display()))?;
     Ok(bytes)
+}
+
+/// A release given as a signed launch statement: the envelope verified with `key`, its statement an in-toto
+/// Statement v1 of the launch-measurement predicate; returns its shapes and the signer's key id.
+fn load_signed_release(path: &Path, key: &Path) -> CliResult<(Release, String)> {
+    use cvmforge::publish::{dsse, keys, statement};
+    let shown = path.display().to_string();
+    let pem = read(key, MAX_SMALL_FILE, "signer key")?;
+    let key = keys::read_public(&String::from_utf8_lossy(&pem)).context("--signer-key is not a public key")?;
+    let bytes = read(path, dsse::MAX_ENVELOPE, "release statement")?;
+    let envelope = dsse::parse(&bytes).with_context(|| format!("the release `{shown}` is not a DSSE envelope"))?;
+    let payload = dsse::verify(&envelope, &key, dsse::IN_TOTO_PAYLOAD_TYPE)
+        .with_context(|| format!("the release statement `{shown}` is refused"))?;
+    let value: serde_json::Value = serde_json::from_slice(&payload).context("the signed statement is not JSON")?;
+    let kind = value.get("predicateType").and_then(|t| t.as_str()).unwrap_or_default();
+    if value.get("_type").and_then(|t| t.as_str()) != Some(statement::STATEMENT_TYPE)
+        || kind != statement::LAUNCH_PREDICATE
+    {
+        return Err(anyhow::anyhow!(
+            "the release statement `{shown}` is not a launch statement (predicate type `{}`, expected `{}`)",
+            u(kind),
+            statement::LAUNCH_PREDICATE
+        )
+        .into());
+    }
+    let release: Release = serde_json::from_value(value.get("predicate").cloned().unwrap_or_default())
+        .context("the launch statement's predicate does not have the launch-measurement schema")?;
+    Ok((release, dsse::keyid(&key)))
 }
 
 /// The manifest of a release given as `manifest.json` or as its bundle.

@@ -63,7 +63,7 @@ pub(crate) enum Command {
     /// Explain the differences between two builds.
     Diff(diff::Args),
     /// Check an SEV-SNP report or a TDX quote against a published release.
-    CheckEvidence(check_evidence::Args),
+    CheckEvidence(Box<check_evidence::Args>),
     /// Make an Ed25519 key pair for signing release statements.
     Keygen(keygen::Args),
     /// Write the in-toto statements of a release (provenance and launch measurements).
@@ -184,7 +184,7 @@ fn dispatch(command: Command, ui: &Ui) -> CliResult {
         Command::Run(args) => run::run(args, ui),
         Command::Verify(args) => verify::run(args, ui),
         Command::Diff(args) => diff::run(args, ui),
-        Command::CheckEvidence(args) => check_evidence::run(args, ui),
+        Command::CheckEvidence(args) => check_evidence::run(*args, ui),
         Command::Keygen(args) => keygen::run(args, ui),
         Command::Attest(args) => attest::run(args, ui),
         Command::Sign(args) => sign::run(args, ui),

@@ -17,8 +17,106 @@ pub mod snp;
 pub mod tdx;
 pub mod time;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::manifest::Manifest;
+
+/// What a release publishes for evidence to be checked against: its VM shapes. It deserializes straight from the
+/// predicate of a launch statement (`docs/launch-predicate.md`), and [`Release::from_manifest`] takes it from a
+/// manifest, so that a client holding either checks evidence the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct Release {
+    /// SEV-SNP shapes.
+    #[serde(default)]
+    pub snp: Vec<SnpShape>,
+    /// TDX shapes.
+    #[serde(default)]
+    pub tdx: Vec<TdxShape>,
+}
+
+/// One published SEV-SNP launch digest and its shape.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SnpShape {
+    /// The manifest's name, e.g. `snp-shape0-vcpus4`.
+    pub name: String,
+    /// vCPU count.
+    pub vcpus: u32,
+    /// QEMU vCPU model, when the shape named one.
+    #[serde(default)]
+    pub vcpu_type: Option<String>,
+    /// CPUID signature, hex.
+    #[serde(default)]
+    pub vcpu_sig: String,
+    /// VMM.
+    pub vmm_type: String,
+    /// The guest policy, `0x`-prefixed hex.
+    pub policy: String,
+    /// The launch digest, hex.
+    pub measurement: String,
+    /// ID key digest, hex, when the shape has an ID block.
+    #[serde(default)]
+    pub id_key_digest: Option<String>,
+    /// Author key digest, hex, when the ID block has one.
+    #[serde(default)]
+    pub author_key_digest: Option<String>,
+}
+
+/// One published TDX shape.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TdxShape {
+    /// The manifest's name, e.g. `tdx-shape0`.
+    pub name: String,
+    /// vCPU count.
+    pub vcpus: u32,
+    /// Guest memory, e.g. `2G`.
+    pub memory: String,
+    /// How QEMU adds the TD's pages.
+    pub page_order: String,
+    /// MRTD, hex.
+    pub mrtd: String,
+    /// RTMR1, hex.
+    pub rtmr1: String,
+    /// RTMR2, hex.
+    pub rtmr2: String,
+}
+
+impl Release {
+    /// The shapes a manifest publishes.
+    pub fn from_manifest(manifest: &Manifest) -> Release {
+        let snp = manifest
+            .measurements
+            .snp
+            .iter()
+            .map(|m| SnpShape {
+                name: m.name.clone(),
+                vcpus: m.vcpus,
+                vcpu_type: m.vcpu_type.clone(),
+                vcpu_sig: m.vcpu_sig.clone(),
+                vmm_type: m.vmm_type.clone(),
+                policy: m.policy.value.clone(),
+                measurement: m.digest.clone(),
+                id_key_digest: m.id.as_ref().map(|i| i.id_key_digest.clone()),
+                author_key_digest: m.id.as_ref().and_then(|i| i.author_key_digest.clone()),
+            })
+            .collect();
+        let tdx = manifest
+            .measurements
+            .tdx
+            .iter()
+            .map(|m| TdxShape {
+                name: m.name.clone(),
+                vcpus: m.vcpus,
+                memory: m.memory.clone(),
+                page_order: m.page_order.clone(),
+                mrtd: m.mrtd.clone(),
+                rtmr1: m.rtmr1.clone(),
+                rtmr2: m.rtmr2.clone(),
+            })
+            .collect();
+        Release { snp, tdx }
+    }
+}
 
 /// One question asked of the evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

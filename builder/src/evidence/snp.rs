@@ -13,8 +13,7 @@ use sev::firmware::guest::AttestationReport;
 use sev::parser::ByteParser;
 use sha2::{Digest, Sha384};
 
-use super::{array, u32_at, u64_at, Check, EvidenceError, Verdict};
-use crate::manifest::{Manifest, SnpMeasurement};
+use super::{array, u32_at, u64_at, Check, EvidenceError, Release, SnpShape, Verdict};
 
 /// Length of a report.
 pub const REPORT_LEN: usize = 0x4A0;
@@ -93,7 +92,7 @@ pub struct SnpOptions {
 pub fn check(
     report: &[u8],
     certs: &SnpCerts<'_>,
-    release: &Manifest,
+    release: &Release,
     now: u64,
     options: &SnpOptions,
 ) -> Result<Verdict, EvidenceError> {
@@ -109,25 +108,25 @@ pub fn check(
 pub fn check_with_key(
     report: &[u8],
     vek: &p384::ecdsa::VerifyingKey,
-    release: &Manifest,
+    release: &Release,
     options: &SnpOptions,
 ) -> Result<Verdict, EvidenceError> {
     let verdict = start(report, release)?;
     Ok(check_signed(report, vek, "VEK", release, options, verdict))
 }
 
-fn start(report: &[u8], release: &Manifest) -> Result<Verdict, EvidenceError> {
+fn start(report: &[u8], release: &Release) -> Result<Verdict, EvidenceError> {
     if report.len() != REPORT_LEN {
         let expected = format!("an SEV-SNP attestation report is exactly {REPORT_LEN} bytes");
         return Err(EvidenceError::Length { what: "the report", len: report.len(), expected });
     }
-    if release.measurements.snp.is_empty() {
+    if release.snp.is_empty() {
         return Err(EvidenceError::NoShapes { platform: "SEV-SNP" });
     }
-    for (i, m) in release.measurements.snp.iter().enumerate() {
-        if m.digest.len() != 96 || !m.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+    for (i, m) in release.snp.iter().enumerate() {
+        if m.measurement.len() != 96 || !m.measurement.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(EvidenceError::Release {
-                field: format!("measurements.snp[{i}].digest"),
+                field: format!("snp[{i}] ({}).measurement", m.name),
                 reason: "is not 96 hex digits (SHA-384)",
             });
         }
@@ -145,7 +144,7 @@ fn check_signed(
     report: &[u8],
     vek: &p384::ecdsa::VerifyingKey,
     kind: &str,
-    release: &Manifest,
+    release: &Release,
     options: &SnpOptions,
     mut verdict: Verdict,
 ) -> Verdict {
@@ -160,12 +159,12 @@ fn check_signed(
     if !signature_ok {
         return stopped(verdict);
     }
-    check_fields(report, &release.measurements.snp, options, &mut verdict);
+    check_fields(report, &release.snp, options, &mut verdict);
     verdict
 }
 
 /// Reads the fields (the signature holds, so they are the chip's) and checks them.
-fn check_fields(report: &[u8], shapes: &[SnpMeasurement], options: &SnpOptions, verdict: &mut Verdict) {
+fn check_fields(report: &[u8], shapes: &[SnpShape], options: &SnpOptions, verdict: &mut Verdict) {
     let version = u32_at(report, 0);
     let known = VERSIONS.contains(&version);
     verdict.checks.push(Check::new("version", "2, 3 or 5", version.to_string(), known));
@@ -190,7 +189,7 @@ fn check_fields(report: &[u8], shapes: &[SnpMeasurement], options: &SnpOptions, 
         }
     };
     let measurement = hex::encode(parsed.measurement);
-    let matched = shapes.iter().find(|m| m.digest.eq_ignore_ascii_case(&measurement));
+    let matched = shapes.iter().find(|m| m.measurement.eq_ignore_ascii_case(&measurement));
     let published = summary(shapes);
     verdict.checks.push(Check::new(
         "measurement",
@@ -229,7 +228,7 @@ fn check_fields(report: &[u8], shapes: &[SnpMeasurement], options: &SnpOptions, 
     check_report_data(&parsed.report_data, options.report_data.as_ref(), verdict);
 }
 
-fn check_policy(policy: u64, matched: Option<&SnpMeasurement>, options: &SnpOptions, verdict: &mut Verdict) {
+fn check_policy(policy: u64, matched: Option<&SnpShape>, options: &SnpOptions, verdict: &mut Verdict) {
     let debug = policy & POLICY_DEBUG != 0;
     verdict.checks.push(Check::new("policy.debug", "off", on_off(debug), !debug));
     let ma = policy & POLICY_MIGRATE_MA != 0;
@@ -237,23 +236,21 @@ fn check_policy(policy: u64, matched: Option<&SnpMeasurement>, options: &SnpOpti
     let ma_expected = if options.allow_migration_agent { "off, or on (--allow-migration-agent)" } else { "off" };
     verdict.checks.push(Check::new("policy.migrate_ma", ma_expected, on_off(ma), ma_ok));
     if let Some(shape) = matched {
-        let recorded = parse_u64(&shape.policy.value);
+        let recorded = parse_u64(&shape.policy);
         let same = recorded == Some(policy);
         verdict.checks.push(Check::new(
             "policy",
-            format!("{} (as the release recorded it for {})", shape.policy.value, shape.name),
+            format!("{} (as the release recorded it for {})", shape.policy, shape.name),
             format!("{policy:#x} (SMT {})", on_off(policy & POLICY_SMT != 0)),
             same,
         ));
     }
 }
 
-fn check_keys(parsed: &AttestationReport, matched: Option<&SnpMeasurement>, verdict: &mut Verdict) {
+fn check_keys(parsed: &AttestationReport, matched: Option<&SnpShape>, verdict: &mut Verdict) {
     let zero = "0".repeat(96);
-    let (id, author) = match matched.and_then(|m| m.id.as_ref()) {
-        Some(id) => {
-            (id.id_key_digest.to_ascii_lowercase(), id.author_key_digest.clone().unwrap_or_else(|| zero.clone()))
-        }
+    let (id, author) = match matched.and_then(|m| m.id_key_digest.as_ref().map(|id| (id, m))) {
+        Some((id, m)) => (id.to_ascii_lowercase(), m.author_key_digest.clone().unwrap_or_else(|| zero.clone())),
         None => (zero.clone(), zero.clone()),
     };
     let actual_id = hex::encode(parsed.id_key_digest);
@@ -465,19 +462,19 @@ fn parse_u64(text: &str) -> Option<u64> {
     }
 }
 
-fn describe(m: &SnpMeasurement) -> String {
+fn describe(m: &SnpShape) -> String {
     format!(
         "{} ({} vCPUs, {}, {}, policy {})",
         m.name,
         m.vcpus,
         m.vcpu_type.as_deref().unwrap_or(&m.vcpu_sig),
         m.vmm_type,
-        m.policy.value
+        m.policy
     )
 }
 
 /// The published shapes in a few words: vCPU counts per type and VMM.
-fn summary(shapes: &[SnpMeasurement]) -> String {
+fn summary(shapes: &[SnpShape]) -> String {
     let mut groups: std::collections::BTreeMap<(String, String), Vec<u32>> = std::collections::BTreeMap::new();
     for m in shapes {
         let key = (m.vcpu_type.clone().unwrap_or_else(|| m.vcpu_sig.clone()), m.vmm_type.clone());

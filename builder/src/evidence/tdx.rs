@@ -7,8 +7,7 @@
 //! after that are the body's registers read, at the documented offsets, and matched against the release.
 #![cfg_attr(not(test), deny(clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-use super::{array, u32_at, u64_at, Check, EvidenceError, Verdict};
-use crate::manifest::{Manifest, TdxMeasurement};
+use super::{array, u32_at, u64_at, Check, EvidenceError, Release, TdxShape, Verdict};
 
 /// Largest quote accepted (real ones are about 5 KiB).
 pub const MAX_QUOTE: usize = 64 * 1024;
@@ -104,7 +103,7 @@ pub struct TdxOptions {
 pub fn check(
     quote: &[u8],
     collateral: &[u8],
-    release: &Manifest,
+    release: &Release,
     now: u64,
     options: &TdxOptions,
 ) -> Result<Verdict, EvidenceError> {
@@ -115,10 +114,10 @@ pub fn check(
             expected: format!("at most {MAX_QUOTE}"),
         });
     }
-    if release.measurements.tdx.is_empty() {
+    if release.tdx.is_empty() {
         return Err(EvidenceError::NoShapes { platform: "TDX" });
     }
-    for (i, m) in release.measurements.tdx.iter().enumerate() {
+    for (i, m) in release.tdx.iter().enumerate() {
         for (name, value) in [("mrtd", &m.mrtd), ("rtmr1", &m.rtmr1), ("rtmr2", &m.rtmr2)] {
             if value.len() != 96 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(EvidenceError::Release {
@@ -178,17 +177,17 @@ pub fn check(
             return Ok(verdict);
         }
     };
-    check_body(quote, layout, &release.measurements.tdx, options, &mut verdict);
+    check_body(quote, layout, &release.tdx, options, &mut verdict);
     Ok(verdict)
 }
 
 /// The registers of the body, at their offsets inside it.
-fn check_body(quote: &[u8], layout: Layout, shapes: &[TdxMeasurement], options: &TdxOptions, verdict: &mut Verdict) {
+fn check_body(quote: &[u8], layout: Layout, shapes: &[TdxShape], options: &TdxOptions, verdict: &mut Verdict) {
     let at = |offset: usize| layout.body + offset;
     let reg = |offset: usize| hex::encode(array::<48>(quote, at(offset)));
     let (mrtd, rtmr1, rtmr2) = (reg(136), reg(376), reg(424));
     verdict.report_data = hex::encode(array::<64>(quote, at(520)));
-    let score = |m: &TdxMeasurement| {
+    let score = |m: &TdxShape| {
         usize::from(m.mrtd.eq_ignore_ascii_case(&mrtd))
             + usize::from(m.rtmr1.eq_ignore_ascii_case(&rtmr1))
             + usize::from(m.rtmr2.eq_ignore_ascii_case(&rtmr2))

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cvmforge::evidence::snp::{self, SnpOptions, REPORT_LEN, SIGNED_LEN};
 use cvmforge::evidence::tdx::{self, TdxOptions};
+use cvmforge::evidence::Release;
 use cvmforge::manifest::Manifest;
 use sev::parser::ByteParser;
 
@@ -202,7 +203,7 @@ fn snp_chains_out_of_date_or_of_another_product_are_refused() {
 #[test]
 fn every_byte_of_the_signed_snp_report_is_covered_by_the_signature() {
     let report = read("snp-milan/report.bin");
-    let release = Manifest::from_json(&snp_release()).unwrap();
+    let release = Release::from_manifest(&Manifest::from_json(&snp_release()).unwrap());
     let vcek = sev::certs::snp::Certificate::from_der(&read("snp-milan/vcek.der")).unwrap();
     let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vcek.public_key_sec1()).unwrap();
     assert!(snp::check_with_key(&report, &key, &release, &SnpOptions::default()).unwrap().pass());
@@ -229,7 +230,7 @@ fn snp_bad_input_is_refused_by_name() {
     let bad = snp_release().replacen(&"aa".repeat(48), &"zz".repeat(48), 1);
     let bad_release = release_file(&tree, &bad);
     run(&tree, &snp_args(&bad_release, SNP_NOW))
-        .fails(1, &["the release's `measurements.snp[0].digest` is not 96 hex digits"]);
+        .fails(1, &["the release's `snp[0] (snp-shape0-vcpus1).measurement` is not 96 hex digits"]);
     // A bad --min-tcb and --now are usage errors.
     let mut args = snp_args(&release, "yesterday");
     run(&tree, &args).fails(2, &["--now `yesterday` is not an RFC 3339 time"]);
@@ -265,11 +266,11 @@ fn synthetic(key: &p384::ecdsa::SigningKey, version: u32, policy: u64, vmpl: u32
     r
 }
 
-fn synthetic_release(measurement: [u8; 48], policy: u64) -> Manifest {
+fn synthetic_release(measurement: [u8; 48], policy: u64) -> Release {
     let mut published = snp_entry("snp-shape0-vcpus2", (None, None, None));
     published.digest = hex::encode(measurement);
     published.policy.value = format!("{policy:#x}");
-    Manifest::from_json(&manifest_with(vec![published], vec![])).unwrap()
+    Release::from_manifest(&Manifest::from_json(&manifest_with(vec![published], vec![])).unwrap())
 }
 
 #[test]
@@ -277,7 +278,7 @@ fn synthetic_reports_show_the_paths_real_evidence_cannot() {
     let key = p384::ecdsa::SigningKey::from_slice(&[7u8; 48]).unwrap();
     let vek = *key.verifying_key();
     let m = [0x5a; 48];
-    let failed = |report: &[u8], release: &Manifest, options: &SnpOptions| -> Vec<String> {
+    let failed = |report: &[u8], release: &Release, options: &SnpOptions| -> Vec<String> {
         let v = snp::check_with_key(report, &vek, release, options).unwrap();
         v.checks.iter().filter(|c| !c.pass).map(|c| c.name.clone()).collect()
     };
@@ -370,7 +371,7 @@ fn a_tdx_quote_of_another_release_names_the_nearest_shape() {
 fn every_byte_of_the_signed_tdx_quote_is_covered_by_the_signature() {
     let quote = read("tdx/tdx_quote");
     let collateral = read("tdx/tdx_quote_collateral.json");
-    let release = Manifest::from_json(&tdx_release()).unwrap();
+    let release = Release::from_manifest(&Manifest::from_json(&tdx_release()).unwrap());
     let options = TdxOptions::default();
     assert!(tdx::check(&quote, &collateral, &release, TDX_NOW_SECS, &options).unwrap().pass());
     for at in 0..48 + 584 {
@@ -386,7 +387,7 @@ fn every_byte_of_the_signed_tdx_quote_is_covered_by_the_signature() {
 fn tdx_bad_input_is_refused_by_name() {
     let quote = read("tdx/tdx_quote");
     let collateral = read("tdx/tdx_quote_collateral.json");
-    let release = Manifest::from_json(&tdx_release()).unwrap();
+    let release = Release::from_manifest(&Manifest::from_json(&tdx_release()).unwrap());
     // A quote whose body and signature data do not add up to its length (data after the zero padding).
     let mut longer = quote.clone();
     longer.push(0x01);
@@ -399,7 +400,7 @@ fn tdx_bad_input_is_refused_by_name() {
     let err = tdx::check(&vec![0u8; 70_000], &collateral, &release, TDX_NOW_SECS, &TdxOptions::default()).unwrap_err();
     assert!(err.to_string().contains("the quote is 70000 bytes"), "{err}");
     // An SNP-only release has nothing to match a quote against.
-    let snp_only = Manifest::from_json(&snp_release()).unwrap();
+    let snp_only = Release::from_manifest(&Manifest::from_json(&snp_release()).unwrap());
     let err = tdx::check(&quote, &collateral, &snp_only, TDX_NOW_SECS, &TdxOptions::default()).unwrap_err();
     assert!(err.to_string().contains("publishes no TDX measurement"), "{err}");
 }
@@ -412,4 +413,34 @@ fn check_evidence_reads_a_bundle_too() {
     let run = run(&tree, &snp_args("out/demo-0.1.0.cvm.tar", SNP_NOW));
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("the release publishes no SEV-SNP measurement"), "{}", run.stderr);
+}
+
+/// A client that holds only the publisher's signed launch statement (and key) checks evidence with it: the envelope
+/// first, then the same checks. A statement from another key is refused before any evidence is read.
+#[test]
+fn evidence_is_checked_against_a_signed_launch_statement() {
+    let tree = Tree::new();
+    release_file(&tree, &snp_release());
+    tree.run(&["keygen", "-o", "k"]).ok();
+    tree.run(&["keygen", "-o", "other"]).ok();
+    tree.run(&["attest", "release/manifest.json", "-o", "att"]).ok();
+    tree.run(&["sign", "att/launch.intoto.json", "--key", "k.key", "-o", "launch.dsse.json"]).ok();
+    let mut args = snp_args("launch.dsse.json", SNP_NOW);
+    args.extend(["--signer-key".to_owned(), "k.pub".to_owned()]);
+    let ok = run(&tree, &args);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.contains("ok    release_statement") && ok.stdout.contains("matched shape: snp-shape0-vcpus4"),
+        "{}",
+        ok.stdout
+    );
+    let at = args.len() - 1;
+    args[at] = "other.pub".to_owned();
+    run(&tree, &args)
+        .fails(1, &["the release statement `launch.dsse.json` is refused", "no signature verifies under key"]);
+    // The provenance statement is signed too, but it is not a launch statement.
+    tree.run(&["sign", "att/provenance.intoto.json", "--key", "k.key", "-o", "provenance.dsse.json"]).ok();
+    let mut args = snp_args("provenance.dsse.json", SNP_NOW);
+    args.extend(["--signer-key".to_owned(), "k.pub".to_owned()]);
+    run(&tree, &args).fails(1, &["is not a launch statement (predicate type `https://slsa.dev/provenance/v1`"]);
 }
