@@ -22,7 +22,7 @@ fn main() {
         (read("snp-milan/report.bin"), read("snp-milan/vcek.der"), read("snp-milan/cert_chain_milan.pem"));
     let (quote, collateral) = (read("tdx/tdx_quote"), read("tdx/tdx_quote_collateral.json"));
     let release = cvmforge::evidence::Release::from_manifest(&release(&report, &quote));
-    let certs = snp::SnpCerts { vek: &vcek, vek_kind: "VCEK", chain_pem: Some(&chain) };
+    let certs = snp::SnpCerts { vek: &vcek, vek_kind: "VCEK", chain_pem: Some(&chain), trusted_ark: None };
     let snp_now = 1_735_689_600;
     let tdx_now = 1_751_328_000;
     let full = time(|| {

@@ -20,7 +20,9 @@
 #      is the one the volume's corpus weights give (computed here from build/demo/weights/terms.tsv);
 #   9. a third boot with one byte of the volume's weights flipped on the host: the kernel reports the corrupted block,
 #      the payload cannot read its weights (EIO) and says so, a summary request fails cleanly (503), and the VM still
-#      stops on Ctrl-Alt-Del.
+#      stops on Ctrl-Alt-Del;
+#  10. a fourth boot with the volume's disk cut to 4 KiB: guest-init refuses to set it up, says why, and powers off
+#      before any payload starts.
 # Every wait is bounded; QEMU is always stopped at the end. Prints `N passed, N failed`; exits non-zero on a failure.
 #
 # Needs: scripts/setup.sh run first (build/demo, build/kernel), python3 (HTTP, JSON, the monitor socket, a free port).
@@ -397,6 +399,22 @@ if [ "$status" = 0 ]; then
   pass "tampered volume: the VM still powered off cleanly"
 else
   fail "tampered volume: cvmforge run did not exit 0 (status ${status:-still running})"
+fi
+
+# --- 10. a volume disk that cannot hold the volume: guest-init says why and powers off, no payload starts ----------
+short=$work/short
+cp -r "$work/out" "$short"
+truncate -s 4096 "$short/volume-models.img"
+"$bin" run "$short" --accel tcg --memory 1G --timeout 120s > "$work/run4.out" 2> "$work/console4.log" &
+run_pid=$!
+wait_for_exit 120
+cleanup
+if grep -qE '^cvmforge-init: fatal: data volume setup failed: volume `models`: disk `vd[a-z]+` has 8 sectors, the volume needs [0-9]+; powering off' "$work/console4.log" \
+  && ! grep -q '^payload: ' "$work/console4.log"; then
+  pass "short volume disk: $(grep -oE 'fatal: data volume setup failed: .*' "$work/console4.log" | head -n 1); no payload started"
+else
+  fail "short volume disk: guest-init did not refuse it and power off (run status ${status:-still running}); console tail:"
+  tail -n 8 "$work/console4.log" | sed 's/^/    /'
 fi
 
 finish

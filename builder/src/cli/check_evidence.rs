@@ -51,6 +51,9 @@ pub(crate) struct Args {
     /// The AMD KDS `cert_chain` (ASK and ARK, PEM); default: the Milan, Genoa and Turin chains built in.
     #[arg(long, value_name = "FILE")]
     pub(crate) cert_chain: Option<PathBuf>,
+    /// Trust this ARK (DER or PEM) besides AMD's built-in ones: a private test root, or a newer product's.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trusted_ark: Option<PathBuf>,
     /// The VMPL the report must come from.
     #[arg(long, default_value_t = 0)]
     pub(crate) vmpl: u32,
@@ -150,6 +153,7 @@ fn check_snp(args: &Args, report: &Path, release: &Release, now: u64) -> CliResu
     let report = read(report, MAX_SMALL_FILE, "report")?;
     let vek = read(vek_path, MAX_SMALL_FILE, kind)?;
     let chain = args.cert_chain.as_deref().map(|p| read(p, MAX_SMALL_FILE, "cert chain")).transpose()?;
+    let trusted = args.trusted_ark.as_deref().map(|p| read(p, MAX_SMALL_FILE, "trusted ARK")).transpose()?;
     let options = SnpOptions {
         vmpl: args.vmpl,
         allow_migration_agent: args.allow_migration_agent,
@@ -161,7 +165,7 @@ fn check_snp(args: &Args, report: &Path, release: &Release, now: u64) -> CliResu
             .transpose()
             .map_err(evidence)?,
     };
-    let certs = SnpCerts { vek: &vek, vek_kind: kind, chain_pem: chain.as_deref() };
+    let certs = SnpCerts { vek: &vek, vek_kind: kind, chain_pem: chain.as_deref(), trusted_ark: trusted.as_deref() };
     snp::check(&report, &certs, release, now, &options).map_err(evidence)
 }
 

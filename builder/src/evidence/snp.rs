@@ -37,6 +37,8 @@ pub struct SnpCerts<'a> {
     pub vek_kind: &'static str,
     /// The KDS `cert_chain` (ASK and ARK, PEM); `None`: the ASKs and ARKs built into the `sev` crate.
     pub chain_pem: Option<&'a [u8]>,
+    /// A root (ARK, DER or PEM) trusted besides AMD's: a private test root, or a product newer than this build.
+    pub trusted_ark: Option<&'a [u8]>,
 }
 
 /// A minimum TCB, field by field.
@@ -316,14 +318,21 @@ fn verify_chain(certs: &SnpCerts<'_>, now: u64, verdict: &mut Verdict) -> Option
         fail(verdict, format!("the chain does not verify: {last_error}"));
         return None;
     };
-    let Some(product) = amd_root(&ark) else {
-        fail(verdict, "the ARK is not one of AMD's (Milan, Genoa, Turin): the chain ends at an unknown root".into());
-        return None;
+    let trusted = certs.trusted_ark.and_then(|bytes| read_cert(bytes).ok());
+    let root = match (amd_root(&ark), &trusted) {
+        (Some(product), _) => format!("AMD {product} root"),
+        (None, Some(t)) if t.to_der().ok() == ark.to_der().ok() => {
+            "the root given as trusted (--trusted-ark)".to_owned()
+        }
+        _ => {
+            fail(verdict, "the ARK is not one of AMD's (Milan, Genoa, Turin) nor a trusted one: the chain ends at an unknown root".into());
+            return None;
+        }
     };
     verdict.checks.push(Check::new(
         "certificate_chain",
         format!("{kind} <- ASK <- ARK of AMD"),
-        format!("verified, AMD {product} root"),
+        format!("verified, {root}"),
         true,
     ));
     for (name, cert) in [(kind, &vek), ("ASK", &ask), ("ARK", &ark)] {

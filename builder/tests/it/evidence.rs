@@ -444,3 +444,59 @@ fn evidence_is_checked_against_a_signed_launch_statement() {
     args.extend(["--signer-key".to_owned(), "k.pub".to_owned()]);
     run(&tree, &args).fails(1, &["is not a launch statement (predicate type `https://slsa.dev/provenance/v1`"]);
 }
+
+/// The whole SNP path on synthetic evidence: a report made here, signed with the test VCEK of a test ASK and ARK
+/// (`tests/fixtures/evidence/synthetic/make.sh`), checked by the CLI through the chain. Without `--trusted-ark` the
+/// test root is refused like any root that is not AMD's.
+#[test]
+fn synthetic_reports_through_a_test_chain() {
+    use p384::pkcs8::DecodePrivateKey;
+    let pem = String::from_utf8(read("synthetic/vcek.key")).unwrap();
+    let key = p384::ecdsa::SigningKey::from(p384::SecretKey::from_pkcs8_pem(&pem).unwrap());
+    let m = [0x33; 48];
+    let tree = Tree::new();
+    let mut published = snp_entry("snp-shape0-vcpus2", (None, None, None));
+    published.digest = hex::encode(m);
+    let release = release_file(&tree, &manifest_with(vec![published], vec![]));
+    let args = |report: &str, trusted: bool| {
+        let mut a: Vec<String> = [
+            "check-evidence",
+            release.as_str(),
+            "--snp-report",
+            report,
+            "--vcek",
+            fixture("synthetic/vcek.der").to_str().unwrap(),
+            "--cert-chain",
+            fixture("synthetic/cert_chain.pem").to_str().unwrap(),
+            "--now",
+            "2027-01-01T00:00:00Z", // the test chain was made on 2026-12-05
+        ]
+        .map(str::to_owned)
+        .into();
+        if trusted {
+            a.extend(["--trusted-ark".to_owned(), fixture("synthetic/ark.pem").to_str().unwrap().to_owned()]);
+        }
+        a
+    };
+    for version in [2, 3, 5] {
+        tree.write("r.bin", &synthetic(&key, version, 0x30000, 0, m));
+        let ok = run(&tree, &args("r.bin", true));
+        assert_eq!(ok.code, 0, "version {version}: {}{}", ok.stdout, ok.stderr);
+        assert!(ok.stdout.contains("verified, the root given as trusted (--trusted-ark)"), "{}", ok.stdout);
+    }
+    let refused = run(&tree, &args("r.bin", false));
+    assert!(
+        refused.code == 1 && refused.stdout.contains("nor a trusted one: the chain ends at an unknown root"),
+        "{}",
+        refused.stdout
+    );
+    for (policy, vmpl, needle) in [
+        (0x30000 | snp::POLICY_DEBUG, 0, "FAIL  policy.debug"),
+        (0x30000, 1, "FAIL  vmpl"),
+        (0x30000 | snp::POLICY_MIGRATE_MA, 0, "FAIL  policy.migrate_ma"),
+    ] {
+        tree.write("bad.bin", &synthetic(&key, 2, policy, vmpl, m));
+        let run = run(&tree, &args("bad.bin", true));
+        assert!(run.code == 1 && run.stdout.contains(needle), "{needle}: {}", run.stdout);
+    }
+}
