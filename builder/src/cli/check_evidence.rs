@@ -158,12 +158,7 @@ fn check_snp(args: &Args, report: &Path, release: &Release, now: u64) -> CliResu
         vmpl: args.vmpl,
         allow_migration_agent: args.allow_migration_agent,
         min_tcb: args.min_tcb.as_deref().map(MinTcb::parse).transpose().map_err(evidence)?,
-        report_data: args
-            .report_data
-            .as_deref()
-            .map(|h| parse_hex("--report-data", h))
-            .transpose()
-            .map_err(evidence)?,
+        report_data: report_data(args)?,
     };
     let certs = SnpCerts { vek: &vek, vek_kind: kind, chain_pem: chain.as_deref(), trusted_ark: trusted.as_deref() };
     snp::check(&report, &certs, release, now, &options).map_err(evidence)
@@ -183,14 +178,13 @@ fn check_tdx(args: &Args, quote: &Path, release: &Release, now: u64) -> CliResul
         mrconfigid: reg("--mrconfigid", &args.mrconfigid)?,
         mrowner: reg("--mrowner", &args.mrowner)?,
         mrownerconfig: reg("--mrownerconfig", &args.mrownerconfig)?,
-        report_data: args
-            .report_data
-            .as_deref()
-            .map(|h| parse_hex("--report-data", h))
-            .transpose()
-            .map_err(evidence)?,
+        report_data: report_data(args)?,
     };
     tdx::check(&quote, &collateral, release, now, &options).map_err(evidence)
+}
+
+fn report_data(args: &Args) -> CliResult<Option<[u8; 64]>> {
+    args.report_data.as_deref().map(|h| parse_hex("--report-data", h)).transpose().map_err(evidence)
 }
 
 fn evidence(err: EvidenceError) -> Failure {

@@ -154,6 +154,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// An empty verdict for `platform` (`snp` or `tdx`), REPORT_DATA as given.
+    pub fn new(platform: &'static str, report_data: String) -> Verdict {
+        Verdict { platform, checks: Vec::new(), matched_shape: None, report_data, notes: Vec::new() }
+    }
+
     /// True when every check passed (and there was at least one).
     pub fn pass(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.pass)

@@ -133,13 +133,7 @@ fn start(report: &[u8], release: &Release) -> Result<Verdict, EvidenceError> {
             });
         }
     }
-    Ok(Verdict {
-        platform: "snp",
-        checks: Vec::new(),
-        matched_shape: None,
-        report_data: hex::encode(array::<64>(report, 0x50)),
-        notes: Vec::new(),
-    })
+    Ok(Verdict::new("snp", hex::encode(array::<64>(report, 0x50))))
 }
 
 fn check_signed(
@@ -438,13 +432,7 @@ pub fn fuzz_fields(data: &[u8]) {
     let mut report = data.to_vec();
     report.resize(REPORT_LEN, 0);
     let options = SnpOptions { min_tcb: Some(MinTcb::default()), report_data: Some([0; 64]), ..SnpOptions::default() };
-    let mut verdict = Verdict {
-        platform: "snp",
-        checks: Vec::new(),
-        matched_shape: None,
-        report_data: String::new(),
-        notes: Vec::new(),
-    };
+    let mut verdict = Verdict::new("snp", String::new());
     check_fields(&report, &[], &options, &mut verdict);
     let _ = MinTcb::parse(&String::from_utf8_lossy(data));
 }

@@ -129,13 +129,7 @@ pub fn check(
     }
     let collateral: dcap_qvl::QuoteCollateralV3 =
         serde_json::from_slice(collateral).map_err(|e| EvidenceError::Collateral { reason: e.to_string() })?;
-    let mut verdict = Verdict {
-        platform: "tdx",
-        checks: Vec::new(),
-        matched_shape: None,
-        report_data: String::new(),
-        notes: Vec::new(),
-    };
+    let mut verdict = Verdict::new("tdx", String::new());
     // The signature first: a changed byte anywhere in the signed part fails here, whatever it changed.
     let verified = dcap_qvl::verify::verify(quote, &collateral, now);
     let status = match verified {
@@ -254,13 +248,7 @@ fn check_body(quote: &[u8], layout: Layout, shapes: &[TdxShape], options: &TdxOp
 /// has one, every register read as `check` does after the signature; it must never panic.
 pub fn fuzz_quote(data: &[u8]) {
     if let Ok(layout) = layout(data) {
-        let mut verdict = Verdict {
-            platform: "tdx",
-            checks: Vec::new(),
-            matched_shape: None,
-            report_data: String::new(),
-            notes: Vec::new(),
-        };
+        let mut verdict = Verdict::new("tdx", String::new());
         check_body(data, layout, &[], &TdxOptions::default(), &mut verdict);
     }
 }

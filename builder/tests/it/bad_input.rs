@@ -399,25 +399,6 @@ fn issue11_rejects_more_measured_shapes_than_a_manifest_may_hold() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "refused before measuring");
 }
 
-/// Starts `cvmforge build` paused right after its staging directory exists (a debug-build test hook, no timing).
-fn paused_build(tree: &Tree) -> std::process::Child {
-    let marker = tree.path("paused");
-    let child = cvmforge()
-        .args(["build", "src/recipe.yaml", "-o", "out"])
-        .current_dir(tree.dir.path())
-        .env("CVMFORGE_TEST_PAUSE_AFTER_STAGING", &marker)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(std::time::Instant::now() < deadline, "the build never reached the staging step");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child
-}
-
 fn leftovers(tree: &Tree) -> Vec<String> {
     tree.list("").into_iter().filter(|n| n.starts_with(".cvmforge")).collect()
 }
@@ -428,7 +409,7 @@ fn leftovers(tree: &Tree) -> Vec<String> {
 fn issue11_interrupted_build_cleans_up_after_itself() {
     for (signal, status) in [(nix::sys::signal::Signal::SIGTERM, 143), (nix::sys::signal::Signal::SIGINT, 130)] {
         let tree = Tree::standard();
-        let mut child = paused_build(&tree);
+        let mut child = crate::util::paused_build(&tree);
         assert_eq!(leftovers(&tree).len(), 1, "the staging directory exists while paused");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let exit = child.wait().unwrap();
@@ -443,7 +424,7 @@ fn issue11_interrupted_build_cleans_up_after_itself() {
 #[test]
 fn issue11_next_build_removes_what_a_killed_build_left() {
     let tree = Tree::standard();
-    let mut child = paused_build(&tree);
+    let mut child = crate::util::paused_build(&tree);
     child.kill().unwrap();
     child.wait().unwrap();
     let left = leftovers(&tree);

@@ -411,3 +411,22 @@ pub(crate) fn tdx_entry(name: &str, (args, notes, unavailable): QemuFields<'_>) 
         qemu_unavailable: unavailable.map(str::to_owned),
     }
 }
+
+/// Starts `cvmforge build` paused right after its staging directory exists (a debug-build test hook, no timing).
+pub(crate) fn paused_build(tree: &Tree) -> std::process::Child {
+    let marker = tree.path("paused");
+    let child = cvmforge()
+        .args(["build", "src/recipe.yaml", "-o", "out"])
+        .current_dir(tree.dir.path())
+        .env("CVMFORGE_TEST_PAUSE_AFTER_STAGING", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the build never reached the staging step");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}

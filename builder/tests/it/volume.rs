@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::{cvmforge, random_bytes, Tree, STANDARD_RECIPE};
+use crate::util::{random_bytes, Tree, STANDARD_RECIPE};
 
 const VOLUME: &str = "volumes:
   - name: models
@@ -202,20 +202,8 @@ fn rejects_bad_volumes_with_a_clear_message() {
 #[test]
 fn rejects_a_volume_source_that_changes_during_the_build() {
     let tree = tree_with_volume(VOLUME);
+    let child = crate::util::paused_build(&tree);
     let marker = tree.path("paused");
-    let child = cvmforge()
-        .args(["build", "src/recipe.yaml", "-o", "out"])
-        .current_dir(tree.dir.path())
-        .env("CVMFORGE_TEST_PAUSE_AFTER_STAGING", &marker)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(std::time::Instant::now() < deadline, "the build never reached the staging step");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     tree.write("src/weights/shards/1.bin", &random_bytes(70_001, 2));
     std::fs::remove_file(&marker).unwrap();
     let out = child.wait_with_output().unwrap();
