@@ -7,7 +7,9 @@
 #   4. the static guest programs (guest-init, summarize-server) and make-weights into build/guest;
 #   5. the demo inputs gathered in build/demo (with the demo model's weights), and cvmforge itself (release build);
 #   6. with --test: the reference tools the differential tests compare against (sev-snp-measure 0.0.13 and pefile in
-#      build/snp-diff-venv, veritysetup and erofs-utils for the data volumes), the real busybox/dropbear/zsh binaries the sealing signatures are checked on, cargo-fuzz
+#      build/snp-diff-venv, veritysetup and erofs-utils for the data volumes), the kernel build tools (gcc, make,
+#      bison, flex, bc, perl, libelf-dev, libssl-dev) for the sealed guest kernel, the real busybox/dropbear/zsh
+#      binaries the sealing signatures are checked on, cargo-fuzz
 #      (build/tools), zstd, and the workspace's crates (`cargo fetch`, for `cargo metadata --offline`).
 # Everything it writes stays inside the repository (build/, target/).
 set -euo pipefail
@@ -83,6 +85,12 @@ reference_tools() {
   local missing=()
   command -v veritysetup >/dev/null || missing+=(cryptsetup-bin)
   command -v fsck.erofs >/dev/null || missing+=(erofs-utils)
+  # What scripts/build-kernel.sh needs to build the sealed guest kernel (the sealed-kernel stage) with Debian's gcc.
+  for tool in gcc make bison flex bc perl; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  [ -e /usr/include/libelf.h ] || missing+=(libelf-dev)
+  [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq

@@ -16,6 +16,31 @@ pub use crate::format::kconfig::fuzz_parse as kconfig;
 pub use crate::manifest::fuzz_parse as manifest;
 pub use crate::seal::cmdline::fuzz_parse as cmdline;
 
+/// Entry point of the `tlog` fuzz target: the parsers of a transparency log's untrusted files (a signed note and its
+/// checkpoint, a tlog-proof, an entry bundle, a tile path). None may panic; what parses must write back to the same
+/// bytes (notes, paths) or to entries that re-encode to the input (bundles).
+pub fn tlog(data: &[u8]) {
+    use crate::publish::log::{note, proof, tiles};
+    if let Ok(n) = note::Note::parse(data) {
+        assert_eq!(n.to_bytes(), data, "a parsed note must serialize to its bytes");
+        if let Ok(c) = note::Checkpoint::parse(&n.text) {
+            assert_eq!(c.text(), n.text, "a parsed checkpoint must serialize to its text");
+        }
+    }
+    let _ = proof::parse(data);
+    let width = u64::from(data.first().copied().unwrap_or(0)) + 1;
+    if let Ok(entries) = tiles::parse_bundle(data, width) {
+        let mut again = Vec::new();
+        for e in &entries {
+            tiles::push_bundle_entry(&mut again, e);
+        }
+        assert_eq!(again, data, "a parsed bundle must re-encode to its bytes");
+    }
+    if let Some(id) = tiles::TileId::parse(&String::from_utf8_lossy(data)) {
+        assert_eq!(id.path().as_bytes(), data, "a parsed tile path must print as itself");
+    }
+}
+
 /// Entry point of the `tar_differential` fuzz target: whatever our tar reader accepts, the `tar` crate must read as
 /// the same entries (`crate::format::tar::differential`).
 pub fn tar_differential(data: &[u8]) {
@@ -87,5 +112,22 @@ mod tests {
             }
         }
         assert!(accepted > 1000, "only {accepted} mutations were read by our reader: the comparison ran too little");
+    }
+
+    /// The `tlog` entry point on a real checkpoint, a real proof's shape, and every one-byte change of the checkpoint.
+    #[test]
+    fn tlog_entry_point_holds_on_real_and_mutated_notes() {
+        use crate::publish::log::note::{Checkpoint, Note};
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let cp = Checkpoint { origin: "example.org/log".into(), size: 300, root: [7; 32] };
+        let note = Note::sign(&cp.text(), "example.org/log", &key).unwrap().to_bytes();
+        super::tlog(&note);
+        super::tlog(b"tile/0/x001/234.p/17");
+        super::tlog(&[2, 0, 1, 0xaa, 0, 0]);
+        for at in 0..note.len() {
+            let mut mutated = note.clone();
+            mutated[at] ^= 0x20;
+            super::tlog(&mutated);
+        }
     }
 }

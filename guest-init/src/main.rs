@@ -31,6 +31,7 @@ mod net;
 mod payload;
 mod power;
 mod relay;
+mod selfcheck;
 mod volumes;
 
 use std::os::fd::AsFd;
@@ -138,6 +139,9 @@ fn run() -> Result<String, InitError> {
     }
     harden::seal_root()?;
     log!("/ is read-only, nosuid, nodev (mode 0755)");
+    for line in selfcheck::run() {
+        log!("{line}");
+    }
     for line in give_attestation_devices(&config) {
         log!("{line}");
     }

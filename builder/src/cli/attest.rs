@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 
 use super::{CliResult, Failure, Ui};
 use cvmforge::evidence::time::parse_rfc3339;
-use cvmforge::format::{publication_limits, read_bundle, Limits};
 use cvmforge::manifest::Manifest;
 use cvmforge::publish::statement;
 use cvmforge::sys::regular_file::read_capped;
@@ -98,15 +97,9 @@ fn load(target: &Path) -> anyhow::Result<(Vec<u8>, Option<BundleRef>)> {
         let bundle = bundles.first().map(|b| bundle_digest(b)).transpose()?;
         return Ok((manifest, bundle));
     }
-    if target.to_string_lossy().ends_with(".cvm.tar") {
-        let file = cvmforge::sys::regular_file::open_input(target)?;
-        let len = file.metadata().map(|m| m.len()).ok();
-        let bundle = read_bundle(std::io::BufReader::new(file), len, &publication_limits(&Limits::default()))
-            .with_context(|| format!("cannot read the bundle `{}`", target.display()))?;
-        let manifest = bundle.member("manifest.json").map(<[u8]>::to_vec).context("the bundle has no manifest.json")?;
-        return Ok((manifest, Some(bundle_digest(target)?)));
-    }
-    Ok((read_capped(target, max).with_context(|| format!("cannot read `{}`", target.display()))?, None))
+    let (manifest, is_bundle) = super::read_release_manifest(target)?;
+    let bundle = if is_bundle { Some(bundle_digest(target)?) } else { None };
+    Ok((manifest, bundle))
 }
 
 fn bundle_digest(path: &Path) -> anyhow::Result<BundleRef> {
@@ -119,8 +112,9 @@ fn bundle_digest(path: &Path) -> anyhow::Result<BundleRef> {
 /// Writes `bytes` to `path` through a temporary file beside it and a rename. An existing file with other bytes is
 /// replaced only with `force`.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
-    if let Ok(existing) = std::fs::read(path) {
-        if existing == bytes {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        // Compared only when the sizes agree, so that a huge file in the way is never read.
+        if meta.is_file() && meta.len() == bytes.len() as u64 && std::fs::read(path).is_ok_and(|e| e == bytes) {
             return Ok(());
         }
         if !force {

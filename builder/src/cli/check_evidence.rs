@@ -13,7 +13,6 @@ use super::{print_json, CliResult, Failure, Ui};
 use cvmforge::evidence::snp::{self, MinTcb, SnpCerts, SnpOptions};
 use cvmforge::evidence::tdx::{self, TdxOptions};
 use cvmforge::evidence::{parse_hex, time::parse_rfc3339, EvidenceError, Release, Verdict};
-use cvmforge::format::{publication_limits, read_bundle, sniff, Container, Limits};
 use cvmforge::manifest::Manifest;
 use cvmforge::sys::regular_file::read_capped;
 
@@ -234,24 +233,10 @@ fn load_release(path: &Path) -> CliResult<Manifest> {
         return Err(Failure::usage(format!("release `{}` does not exist", path.display())));
     }
     let shown = path.display().to_string();
-    let head = read_capped(path, cvmforge::manifest::MAX_MANIFEST_SIZE).ok();
-    let is_bundle = head.as_deref().is_none_or(|h| sniff(h) == Container::Tar);
-    if !is_bundle {
-        let text = cvmforge::manifest::read_manifest_file(path, cvmforge::manifest::MAX_MANIFEST_SIZE)
-            .with_context(|| format!("cannot read the release `{shown}`"))?;
-        return Ok(
-            Manifest::from_json(&text).with_context(|| format!("the release `{shown}` is not a cvmforge manifest"))?
-        );
-    }
-    let file = cvmforge::sys::regular_file::open_input(path).with_context(|| format!("cannot read `{shown}`"))?;
-    let len = file.metadata().map(|m| m.len()).ok();
-    let bundle = read_bundle(std::io::BufReader::new(file), len, &publication_limits(&Limits::default()))
-        .with_context(|| format!("cannot read the bundle `{shown}`"))?;
-    let member = bundle
-        .member(cvmforge::build::MANIFEST_FILE)
-        .ok_or_else(|| anyhow::anyhow!("the bundle `{shown}` has no manifest.json"))?;
-    let text = std::str::from_utf8(member).map_err(|_| anyhow::anyhow!("the manifest in `{shown}` is not UTF-8"))?;
-    Ok(Manifest::from_json(text).with_context(|| format!("the manifest in `{shown}`"))?)
+    let (bytes, _) =
+        super::read_release_manifest(path).with_context(|| format!("cannot read the release `{shown}`"))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("the manifest of `{shown}` is not UTF-8"))?;
+    Ok(Manifest::from_json(text).with_context(|| format!("the release `{shown}` is not a cvmforge manifest"))?)
 }
 
 fn u(text: &str) -> String {

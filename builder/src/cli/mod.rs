@@ -16,6 +16,7 @@ pub(crate) mod diff;
 pub(crate) mod id_block;
 pub(crate) mod inspect;
 pub(crate) mod keygen;
+pub(crate) mod log;
 pub(crate) mod measure_snp;
 pub(crate) mod measure_tdx;
 pub(crate) mod run;
@@ -72,6 +73,9 @@ pub(crate) enum Command {
     Sign(sign::Args),
     /// Check a DSSE envelope's signature and print its statement.
     VerifyStatement(verify_statement::Args),
+    /// Keep, prove, audit and witness the transparency log of signed statements.
+    #[command(subcommand)]
+    Log(log::LogCommand),
     /// Print a shell completion script.
     Completions(completions::Args),
 }
@@ -189,6 +193,7 @@ fn dispatch(command: Command, ui: &Ui) -> CliResult {
         Command::Attest(args) => attest::run(args, ui),
         Command::Sign(args) => sign::run(args, ui),
         Command::VerifyStatement(args) => verify_statement::run(args, ui),
+        Command::Log(command) => log::run(command, ui),
         Command::Completions(args) => completions::run(args, &mut Cli::command()),
     }
 }
@@ -230,6 +235,32 @@ fn report_error(failure: &Failure, ui: &Ui) {
 }
 
 /// Prints `value` as pretty JSON with keys sorted (through `serde_json::Value`, whose maps are ordered).
+/// Reads the manifest of a release file: a `.cvm.tar` bundle, recognised by its first 512 bytes (not by its name), or
+/// a `manifest.json`. Returns the manifest's bytes and whether the file was a bundle. `check-evidence` and `attest`
+/// load releases through this one function.
+pub(crate) fn read_release_manifest(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, bool)> {
+    use anyhow::Context;
+    use cvmforge::format::{publication_limits, read_bundle, sniff, Container, Limits};
+    let shown = path.display();
+    let mut file = cvmforge::sys::regular_file::open_input(path).with_context(|| format!("cannot read `{shown}`"))?;
+    let mut head = [0u8; 512];
+    let n = cvmforge::sys::io::read_full(&mut file, &mut head).with_context(|| format!("cannot read `{shown}`"))?;
+    if sniff(head.get(..n).unwrap_or_default()) != Container::Tar {
+        let max = cvmforge::manifest::MAX_MANIFEST_SIZE;
+        let bytes =
+            cvmforge::sys::regular_file::read_capped(path, max).with_context(|| format!("cannot read `{shown}`"))?;
+        return Ok((bytes, false));
+    }
+    let file = cvmforge::sys::regular_file::open_input(path).with_context(|| format!("cannot read `{shown}`"))?;
+    let len = file.metadata().map(|m| m.len()).ok();
+    let bundle = read_bundle(std::io::BufReader::new(file), len, &publication_limits(&Limits::default()))
+        .with_context(|| format!("cannot read the bundle `{shown}`"))?;
+    let member = bundle
+        .member(cvmforge::build::MANIFEST_FILE)
+        .ok_or_else(|| anyhow::anyhow!("the bundle `{shown}` has no manifest.json"))?;
+    Ok((member.to_vec(), true))
+}
+
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let value = serde_json::to_value(value)?;
     println!("{}", serde_json::to_string_pretty(&value)?);

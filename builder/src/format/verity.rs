@@ -140,49 +140,6 @@ pub fn write_tree(
     Ok(Tree { root, geometry })
 }
 
-/// Checks the tree at `hash_offset` of `image` against `root`: recomputes it from the data and compares every
-/// hash block. Returns the first hash block (from the hash start) that differs, or the root if only it differs.
-pub fn check_tree(
-    image: &File,
-    data_blocks: u64,
-    salt: &[u8],
-    hash_offset: u64,
-    root: &[u8; DIGEST],
-    threads: usize,
-) -> Result<Result<(), Mismatch>, VerityError> {
-    let scratch = tempfile::tempfile().map_err(|source| VerityError::Io { what: "a scratch file".into(), source })?;
-    let mut data = io::BufReader::new(ReadAt { file: image, at: 0 });
-    let tree = write_tree(&mut data, data_blocks, salt, &scratch, 0, threads)?;
-    let blocks = tree.geometry.hash_blocks();
-    let (mut ours, mut theirs) = (vec![0u8; BLOCK as usize], vec![0u8; BLOCK as usize]);
-    for block in 0..blocks {
-        read_at(&scratch, &mut ours, block * BLOCK, "the recomputed tree")?;
-        read_at(image, &mut theirs, hash_offset + block * BLOCK, "the volume's hash tree")?;
-        if ours != theirs {
-            return Ok(Err(Mismatch::HashBlock { block }));
-        }
-    }
-    if &tree.root != root {
-        return Ok(Err(Mismatch::Root { computed: tree.root }));
-    }
-    Ok(Ok(()))
-}
-
-/// Where a tree on disk disagrees with its data or its root hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mismatch {
-    /// This hash block (counted from the hash start) differs from the one the data gives.
-    HashBlock {
-        /// The block.
-        block: u64,
-    },
-    /// The tree is the data's, but its root is not the expected one.
-    Root {
-        /// The data's root hash.
-        computed: [u8; DIGEST],
-    },
-}
-
 /// One partial hash block per level; a full block is written at its place and its digest pushed one level up.
 struct Levels<'a> {
     geometry: &'a Geometry,
@@ -282,25 +239,6 @@ fn read_full(data: &mut dyn Read, buf: &mut [u8], at_block: u64, declared: u64) 
     Ok(())
 }
 
-fn read_at(file: &File, buf: &mut [u8], at: u64, what: &str) -> Result<(), VerityError> {
-    file.read_exact_at(buf, at)
-        .map_err(|source| VerityError::Io { what: format!("cannot read {what} at byte {at}"), source })
-}
-
-/// A `Read` over a file from an offset, with positioned reads (the file's own cursor is left alone).
-struct ReadAt<'a> {
-    file: &'a File,
-    at: u64,
-}
-
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,22 +316,5 @@ mod tests {
         assert_eq!(err.to_string(), "the data ended at block 1, but 2 blocks were declared");
         let err = write_tree(&mut &[0u8; 4096][..], 1, &[0; 257], &out, 0, 1).unwrap_err();
         assert!(err.to_string().contains("at most 256 bytes"));
-    }
-
-    #[test]
-    fn check_tree_names_the_first_bad_hash_block() {
-        let data: Vec<u8> = (0..200 * BLOCK as usize).map(|i| (i % 251) as u8).collect();
-        let image = tempfile::tempfile().unwrap();
-        image.write_all_at(&data, 0).unwrap();
-        let tree = write_tree(&mut &data[..], 200, b"x", &image, data.len() as u64, 2).unwrap();
-        assert_eq!(check_tree(&image, 200, b"x", data.len() as u64, &tree.root, 2).unwrap(), Ok(()));
-        image.write_all_at(&[1], data.len() as u64 + 4096 + 5).unwrap();
-        assert_eq!(
-            check_tree(&image, 200, b"x", data.len() as u64, &tree.root, 2).unwrap(),
-            Err(Mismatch::HashBlock { block: 1 })
-        );
-        image.write_all_at(&[9], 17).unwrap(); // a data byte: the recomputed tree differs in level 0 and above
-        let got = check_tree(&image, 200, b"x", data.len() as u64, &tree.root, 2).unwrap();
-        assert_eq!(got, Err(Mismatch::HashBlock { block: 0 }));
     }
 }

@@ -123,6 +123,10 @@ pub struct RequiredOption {
     /// The module providing the option when it is `m` (checked by [`Checker::check_module_coverage`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// The rule applies only when this other option is enabled (`y` or `m`): `CONFIG_STRICT_DEVMEM` matters only
+    /// in a kernel that has `/dev/mem`, and Kconfig cannot set it in one that does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
     /// Why.
     pub reason: String,
 }
@@ -425,6 +429,9 @@ impl Checker {
     pub fn check_kernel_config(&mut self, config: &KernelConfig) {
         let rules = self.policy.kernel_config.clone();
         for r in &rules.required {
+            if r.when.as_deref().is_some_and(|w| !config.is_enabled(w)) {
+                continue;
+            }
             let value = config.get(&r.option).unwrap_or(&Value::No);
             if !r.values.iter().any(|v| *v == value.to_string()) {
                 let is = match value {

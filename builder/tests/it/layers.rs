@@ -19,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("diff", &["format", "display", "sys"]),
     ("verify", &["build", "diff", "manifest", "recipe", "format", "sys"]),
     ("evidence", &["manifest"]),
-    ("publish", &["manifest"]),
+    ("publish", &["manifest", "sys"]),
     ("fuzzing", &["diff", "evidence", "format", "manifest", "seal", "recipe"]),
 ];
 

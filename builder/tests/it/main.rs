@@ -14,6 +14,8 @@ mod evidence;
 mod id_block;
 mod inspect;
 mod layers;
+mod log;
+mod log_interop;
 mod measure_build;
 mod measure_snp;
 mod measure_tdx;

@@ -1,5 +1,5 @@
-//! `cvmforge keygen`, `attest`, `sign` and `verify-statement` (issue 12, statements and signatures; the log is not
-//! written yet). Interoperation with securesystemslib and in-toto-attestation: `scripts/tests/publish-interop.sh`.
+//! `cvmforge keygen`, `attest`, `sign` and `verify-statement` (issue 12, statements and signatures; the log is
+//! `log.rs`). Interoperation with securesystemslib and in-toto-attestation: `scripts/tests/publish-interop.sh`.
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -168,7 +168,7 @@ fn checks_required_and_forbidden_kernel_options() {
 
     let text = fragment
         .replace("# CONFIG_KEXEC is not set", "CONFIG_KEXEC=y")
-        .replace("CONFIG_MODULE_SIG_FORCE=y", "# CONFIG_MODULE_SIG_FORCE is not set")
+        .replace("# CONFIG_MODULES is not set", "CONFIG_MODULES=y")
         .replace("CONFIG_RANDOMIZE_BASE=y", "");
     let mut c = checker(&[("CONFIG_KEXEC", "measured reboot experiments")]);
     c.check_kernel_config(&KernelConfig::parse(&text).unwrap());
@@ -178,6 +178,43 @@ fn checks_required_and_forbidden_kernel_options() {
     assert!(report.violations[0].detail.starts_with("`CONFIG_MODULES=y` without `CONFIG_MODULE_SIG_FORCE=y`: "));
     assert!(report.violations[1].detail.starts_with("`CONFIG_RANDOMIZE_BASE` is not set, must be y: "));
     assert_eq!(report.waivers_applied[0].item, "CONFIG_KEXEC");
+}
+
+/// The fragment and the policy are one source of truth: every option the policy requires is set explicitly in the
+/// fragment (not only pulled in by a dependency), and every option it forbids is explicitly turned off, so that
+/// neither file can change without the other.
+#[test]
+fn sealed_fragment_and_policy_do_not_drift() {
+    let fragment =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../kernel-config/sealed-guest.config")).unwrap();
+    let config = KernelConfig::parse(&fragment).unwrap();
+    let policy = KconfigPolicy::builtin();
+    let mut missing = Vec::new();
+    for r in &policy.kernel_config.required {
+        let applies = r.when.as_deref().is_none_or(|w| config.is_enabled(w));
+        if applies && !fragment.lines().any(|l| l == format!("{}=y", r.option)) {
+            missing.push(format!("{}=y", r.option));
+        }
+    }
+    for f in &policy.kernel_config.forbidden {
+        if !fragment.lines().any(|l| l == format!("# {} is not set", f.option)) {
+            missing.push(format!("# {} is not set", f.option));
+        }
+    }
+    assert_eq!(missing, Vec::<String>::new(), "policy.yaml rules that sealed-guest.config does not state");
+}
+
+#[test]
+fn strict_devmem_is_required_only_with_devmem() {
+    let mut c = checker(&[]);
+    c.check_kernel_config(&KernelConfig::parse("CONFIG_DEVMEM=y\n").unwrap());
+    let items: Vec<_> = c.finish().violations.into_iter().map(|v| v.item).collect();
+    assert!(items.contains(&"CONFIG_STRICT_DEVMEM".to_string()), "{items:?}");
+    assert!(items.contains(&"CONFIG_IO_STRICT_DEVMEM".to_string()), "{items:?}");
+    let mut c = checker(&[]);
+    c.check_kernel_config(&KernelConfig::parse("# CONFIG_DEVMEM is not set\n").unwrap());
+    let items: Vec<_> = c.finish().violations.into_iter().map(|v| v.item).collect();
+    assert!(!items.iter().any(|i| i.contains("STRICT_DEVMEM")), "{items:?}");
 }
 
 #[test]
