@@ -26,7 +26,7 @@ use super::inputs;
 use super::BuildError;
 use crate::format::erofs::{self, ErofsError, ImageOptions, VolumeFile};
 use crate::format::verity::{self, VerityError};
-use crate::manifest::{VolumeFileRecord, VolumeRecord};
+use crate::manifest::{OutputRecord, VolumeFileRecord, VolumeRecord};
 use crate::recipe::volume::VolumeSpec;
 use crate::recipe::LoadedRecipe;
 
@@ -264,14 +264,29 @@ fn uuid(recipe_name: &str, volume_name: &str) -> [u8; 16] {
     uuid
 }
 
-/// Writes every planned volume into `dir`.
+/// Writes every planned volume into `dir`. Each comes with the output record (SHA-256 and size) of its image file,
+/// taken while the image was written, so that the build never reads a volume image again to list it.
 pub(crate) fn write_all(
     loaded: &LoadedRecipe,
     planned: &[PlannedVolume],
     dir: &Path,
     threads: usize,
-) -> Result<Vec<VolumeRecord>, BuildError> {
+) -> Result<Vec<(VolumeRecord, OutputRecord)>, BuildError> {
     planned.iter().map(|p| write_one(loaded, p, dir, threads).map_err(|e| volume_error(loaded, p.index, e))).collect()
+}
+
+/// A reader that feeds what it reads to a hasher.
+struct Tee<'h, R> {
+    inner: R,
+    hasher: &'h mut Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
 }
 
 fn write_one(
@@ -279,7 +294,7 @@ fn write_one(
     planned: &PlannedVolume,
     dir: &Path,
     threads: usize,
-) -> Result<VolumeRecord, VolumeError> {
+) -> Result<(VolumeRecord, OutputRecord), VolumeError> {
     let recipe = &loaded.recipe;
     let spec = recipe.volumes.get(planned.index).ok_or(VolumeError::Empty)?;
     let file_name = image_file_name(&spec.name);
@@ -329,10 +344,18 @@ fn write_one(
     }
     let salt = salt(&recipe.name, &spec.name);
     let data_bytes = image.blocks * erofs::BLOCK;
-    let mut data = std::io::BufReader::with_capacity(1 << 20, ReadAt { file: &out, at: 0 });
+    // The image file's digest: its data while the tree reads it (exactly once: `take` stops at the tree), then the
+    // tree, which is 1/128 of the data.
+    let mut hasher = Sha256::new();
+    let tee = Tee { inner: std::io::Read::take(ReadAt { file: &out, at: 0 }, data_bytes), hasher: &mut hasher };
+    let mut data = std::io::BufReader::with_capacity(1 << 20, tee);
     let tree = verity::write_tree(&mut data, image.blocks, &salt, &out, data_bytes, threads)?;
+    drop(data);
+    let tree_bytes = std::io::copy(&mut ReadAt { file: &out, at: data_bytes }, &mut hasher).map_err(io)?;
     out.sync_all().map_err(io)?;
-    Ok(VolumeRecord {
+    let output =
+        OutputRecord { name: file_name.clone(), sha256: hex::encode(hasher.finalize()), size: data_bytes + tree_bytes };
+    let record = VolumeRecord {
         name: spec.name.clone(),
         mount: spec.mount.clone(),
         mount_flags: spec.mount_flags().into_iter().map(str::to_owned).collect(),
@@ -350,7 +373,8 @@ fn write_one(
             .iter()
             .map(|f| VolumeFileRecord { path: f.path.clone(), size: f.size, sha256: hex::encode(f.sha256) })
             .collect(),
-    })
+    };
+    Ok((record, output))
 }
 
 /// The `cvm.volume=` parameters of `volumes`, each preceded by a space.

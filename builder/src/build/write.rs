@@ -42,7 +42,13 @@ pub(super) fn write_outputs(
     let job = initrd::InitrdJob { recipe, layout: &c.layout, init, files, compression: c.compression, jobs, modules };
     let initrd = initrd::write(&job, &dir.join(INITRD_FILE), progress)?;
     let mut names = copy_inputs(&c.inputs, dir, progress)?;
-    let volumes = volume::write_all(&c.loaded, &c.volumes, dir, jobs)?;
+    let (volumes, volume_outputs): (Vec<_>, Vec<_>) =
+        volume::write_all(&c.loaded, &c.volumes, dir, jobs)?.into_iter().unzip();
+    // A volume image can be gigabytes: its record was taken while it was written, not by reading it again.
+    let record = |name: &String| match volume_outputs.iter().find(|o| &o.name == name) {
+        Some(known) => Ok(known.clone()),
+        None => output_record(dir, name),
+    };
     // The volumes' root hashes join the command line, and with it every measurement.
     let cmdline = format!("{}{}", recipe.kernel.cmdline, volume::cmdline_params(&volumes));
     if cmdline.len() > crate::recipe::MAX_CMDLINE_LEN {
@@ -53,7 +59,7 @@ pub(super) fn write_outputs(
     names.extend([INITRD_FILE.to_string(), CMDLINE_FILE.to_string()]);
     names.extend(volumes.iter().map(|v| v.image.clone()));
     names.sort();
-    let outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
+    let outputs = names.iter().map(record).collect::<Result<Vec<_>, _>>()?;
     progress.begin(Step::Measure, 0);
     let (measurements, warnings) = measure_outputs(c, dir, &outputs, &cmdline)?;
     progress.end();
@@ -101,7 +107,7 @@ pub(super) fn write_outputs(
     write_bundle(dir, &bundle, &members, recipe.source_date_epoch)?;
     names.push(bundle);
     names.sort();
-    let all_outputs = names.iter().map(|n| output_record(dir, n)).collect::<Result<Vec<_>, _>>()?;
+    let all_outputs = names.iter().map(record).collect::<Result<Vec<_>, _>>()?;
     progress.end();
     Ok(Written { manifest, all_outputs, warnings })
 }

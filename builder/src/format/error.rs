@@ -301,3 +301,14 @@ pub enum UnpackError {
 pub(crate) fn escape(bytes: &[u8]) -> String {
     bytes.iter().take(16).flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect()
 }
+
+impl UnpackError {
+    /// A read of an archive failed at `offset`: the read cap of [`super::io`] (reported as the archive being too
+    /// large), or any other I/O error. The one mapping the cpio and tar readers share.
+    pub(crate) fn read_failed(format: &'static str, offset: u64, source: std::io::Error) -> UnpackError {
+        match super::io::cap_exceeded(&source) {
+            Some(max) => UnpackError::TotalTooLarge { format, max },
+            None => UnpackError::Io { format, offset, source },
+        }
+    }
+}

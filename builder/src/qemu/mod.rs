@@ -245,10 +245,8 @@ pub fn snp_fragment(shape: &SnpLaunchShape, cmdline: &str) -> Result<QemuFragmen
             shape.guest_features
         ));
     }
-    args.extend(["-smp".into(), shape.vcpus.to_string(), "-m".into(), memory]);
     // The firmware must be loaded with -bios: a pflash firmware is not measured the same way.
-    args.extend(["-bios".into(), FIRMWARE_SNP_FILE.into()]);
-    args.extend(direct_boot(cmdline));
+    args.extend(shape_and_boot(shape.vcpus, memory, FIRMWARE_SNP_FILE, cmdline));
     Ok(QemuFragment { args, notes })
 }
 
@@ -271,16 +269,17 @@ pub fn tdx_fragment(shape: &TdxLaunchShape, cmdline: &str) -> Result<QemuFragmen
         "q35,kernel-irqchip=split,confidential-guest-support=tdx0,memory-backend=ram1".into(),
         "-object".into(),
         format!("memory-backend-ram,id=ram1,size={memory}"),
-        "-smp".into(),
-        shape.vcpus.to_string(),
-        "-m".into(),
-        memory,
-        // tdx.rst, "TDVF": TDX has no read-only memslots, so TDVF cannot be pflash; it is loaded with -bios.
-        "-bios".into(),
-        FIRMWARE_TDX_FILE.into(),
     ];
-    args.extend(direct_boot(cmdline));
+    // tdx.rst, "TDVF": TDX has no read-only memslots, so TDVF cannot be pflash; it is loaded with -bios.
+    args.extend(shape_and_boot(shape.vcpus, memory, FIRMWARE_TDX_FILE, cmdline));
     Ok(QemuFragment { args, notes: Vec::new() })
+}
+
+/// The end every confidential launch shares: vCPUs, memory, the firmware as `-bios`, and the direct kernel boot.
+fn shape_and_boot(vcpus: u32, memory: String, firmware: &str, cmdline: &str) -> Vec<String> {
+    let mut args = vec!["-smp".into(), vcpus.to_string(), "-m".into(), memory, "-bios".into(), firmware.into()];
+    args.extend(direct_boot(cmdline));
+    args
 }
 
 /// How QEMU runs the guest's CPUs for a smoke test.

@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("verify", &["build", "diff", "manifest", "recipe", "format", "sys"]),
     ("evidence", &["manifest"]),
     ("publish", &["manifest", "sys"]),
-    ("fuzzing", &["diff", "evidence", "format", "manifest", "seal", "recipe"]),
+    ("fuzzing", &["diff", "evidence", "format", "manifest", "publish", "seal", "recipe"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -13,7 +13,6 @@ use std::io::{self, BufRead, BufReader, Read};
 use sha2::{Digest, Sha256};
 
 use crate::format::error::{escape, UnpackError};
-use crate::format::io::cap_exceeded;
 use crate::format::{EntryType, Limits};
 use crate::sys::io::read_full;
 
@@ -385,10 +384,7 @@ impl<R: Read> CpioReader<R> {
     }
 
     fn io_error(&self, source: io::Error) -> UnpackError {
-        match cap_exceeded(&source) {
-            Some(max) => UnpackError::TotalTooLarge { format: FORMAT, max },
-            None => UnpackError::Io { format: FORMAT, offset: self.offset, source },
-        }
+        UnpackError::read_failed(FORMAT, self.offset, source)
     }
 }
 

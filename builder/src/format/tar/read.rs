@@ -15,7 +15,6 @@ use std::io::{self, Read};
 use sha2::{Digest, Sha256};
 
 use crate::format::error::{escape, PathProblem, UnpackError};
-use crate::format::io::cap_exceeded;
 use crate::format::{EntryType, Limits};
 use crate::sys::io::read_full;
 
@@ -489,10 +488,7 @@ impl<R: Read> TarReader<R> {
     }
 
     fn io_error(&self, source: io::Error) -> UnpackError {
-        match cap_exceeded(&source) {
-            Some(max) => UnpackError::TotalTooLarge { format: FORMAT, max },
-            None => UnpackError::Io { format: FORMAT, offset: self.offset, source },
-        }
+        UnpackError::read_failed(FORMAT, self.offset, source)
     }
 }
 
