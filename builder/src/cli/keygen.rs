@@ -84,3 +84,29 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create `{}`", path.display()))?;
     file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write `{}`", path.display()))
 }
+
+/// Reads a small file named on the command line (a key, a verifier key): at most 64 KiB; a missing file is a usage
+/// error.
+pub(crate) fn read_small(path: &Path) -> CliResult<Vec<u8>> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err(Failure::usage(format!("`{}` does not exist", path.display())));
+    }
+    Ok(cvmforge::sys::regular_file::read_capped(path, 64 * 1024)
+        .with_context(|| format!("cannot read `{}`", path.display()))?)
+}
+
+/// Reads a PKCS#8 PEM private key file (`sign`, `log`).
+pub(crate) fn private_key(path: &Path) -> CliResult<ed25519_dalek::SigningKey> {
+    let pem = read_small(path)?;
+    keys::read_private(&String::from_utf8_lossy(&pem))
+        .with_context(|| format!("`{}` is not a private key", path.display()))
+        .map_err(Failure::from)
+}
+
+/// Reads a public key file: SPKI PEM, or the private key it belongs to (`verify-statement`, `log`).
+pub(crate) fn public_key(path: &Path) -> CliResult<ed25519_dalek::VerifyingKey> {
+    let pem = read_small(path)?;
+    keys::read_public(&String::from_utf8_lossy(&pem))
+        .with_context(|| format!("`{}` is not a public key", path.display()))
+        .map_err(Failure::from)
+}

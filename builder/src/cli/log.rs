@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::{print_json, CliResult, Failure, Ui};
 use cvmforge::display::untrusted;
@@ -208,26 +207,7 @@ fn refused(e: LogError) -> Failure {
     Failure::from(e).with_hint(hint)
 }
 
-fn read_small(path: &Path) -> CliResult<Vec<u8>> {
-    if std::fs::symlink_metadata(path).is_err() {
-        return Err(Failure::usage(format!("`{}` does not exist", path.display())));
-    }
-    Ok(read_capped(path, 64 * 1024).with_context(|| format!("cannot read `{}`", path.display()))?)
-}
-
-fn private_key(path: &Path) -> CliResult<SigningKey> {
-    let pem = read_small(path)?;
-    keys::read_private(&String::from_utf8_lossy(&pem))
-        .with_context(|| format!("`{}` is not a private key", path.display()))
-        .map_err(Failure::from)
-}
-
-fn public_key(path: &Path) -> CliResult<VerifyingKey> {
-    let pem = read_small(path)?;
-    keys::read_public(&String::from_utf8_lossy(&pem))
-        .with_context(|| format!("`{}` is not a public key", path.display()))
-        .map_err(Failure::from)
-}
+use super::keygen::{private_key, public_key, read_small};
 
 /// Text given on the command line or, when it names a file, that file's contents.
 fn inline_or_file(value: &str) -> CliResult<String> {

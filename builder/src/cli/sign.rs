@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{CliResult, Failure, Ui};
-use cvmforge::publish::{dsse, keys};
+use cvmforge::publish::dsse;
 use cvmforge::sys::regular_file::read_capped;
 
 /// Arguments of `cvmforge sign`.
@@ -34,9 +34,7 @@ pub(crate) fn run(args: Args, _ui: &Ui) -> CliResult {
         .with_context(|| format!("cannot read `{}`", args.statement.display()))?;
     serde_json::from_slice::<serde_json::Value>(&payload)
         .with_context(|| format!("`{}` is not JSON: only statements are signed", args.statement.display()))?;
-    let pem = read_capped(&args.key, 64 * 1024).with_context(|| format!("cannot read `{}`", args.key.display()))?;
-    let key = keys::read_private(&String::from_utf8_lossy(&pem))
-        .with_context(|| format!("`{}` is not a private key", args.key.display()))?;
+    let key = super::keygen::private_key(&args.key)?;
     let envelope = dsse::sign(&payload, dsse::IN_TOTO_PAYLOAD_TYPE, &key);
     let mut bytes = serde_json::to_vec(&envelope).context("cannot encode the envelope")?;
     bytes.push(b'\n');

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{print_json, CliResult, Failure, Ui};
-use cvmforge::publish::{dsse, keys, statement};
+use cvmforge::publish::{dsse, statement};
 use cvmforge::sys::regular_file::read_capped;
 
 /// Arguments of `cvmforge verify-statement`.
@@ -33,9 +33,7 @@ pub(crate) fn run(args: Args, ui: &Ui) -> CliResult {
             return Err(Failure::usage(format!("`{}` does not exist", path.display())));
         }
     }
-    let pem = read_capped(&args.key, 64 * 1024).with_context(|| format!("cannot read `{}`", args.key.display()))?;
-    let key = keys::read_public(&String::from_utf8_lossy(&pem))
-        .with_context(|| format!("`{}` is not a public key", args.key.display()))?;
+    let key = super::keygen::public_key(&args.key)?;
     let bytes = read_capped(&args.envelope, dsse::MAX_ENVELOPE)
         .with_context(|| format!("cannot read `{}`", args.envelope.display()))?;
     let shown = args.envelope.display().to_string();

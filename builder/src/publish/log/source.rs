@@ -88,6 +88,13 @@ impl Source for HttpSource {
     fn fetch(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, LogError> {
         let url = self.show(path);
         let http = |reason: String| LogError::Http { url: url.clone(), reason };
+        if self.base.starts_with("https://") {
+            return Err(http(
+                "https:// is not supported: cvmforge reads a log over plain HTTP (the log's signatures authenticate \
+                 every file it reads); use http:// or a copy of the directory"
+                    .into(),
+            ));
+        }
         let mut response = self.agent.get(&url).call().map_err(|e| http(e.to_string()))?;
         match response.status().as_u16() {
             200 => {}
@@ -122,5 +129,16 @@ pub fn open(location: &str) -> Box<dyn Source> {
         Box::new(HttpSource::new(location))
     } else {
         Box::new(DirSource(PathBuf::from(location)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_is_refused_with_a_reason_before_any_connection() {
+        let err = open("https://log.example.org/").fetch("checkpoint", 1024).unwrap_err().to_string();
+        assert!(err.starts_with("`https://log.example.org/checkpoint`: https:// is not supported"), "{err}");
     }
 }
